@@ -1,0 +1,133 @@
+"""The task interface every task module implements, and the samplers that make training resumable."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class Task:
+    """A task: data (read or generated), the loss and the metrics. Deterministic given ``seed``.
+
+    Subclasses set ``name`` and implement :meth:`dataloader` and :meth:`loss`; the rest has
+    defaults. Tasks never import Lightning: :func:`zoo.training.train` wraps the loaders.
+    """
+
+    name: str = ""
+    trainable: bool = True
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+
+    # -- data ------------------------------------------------------------------------------
+    def dataloader(self, split: str, batch_size: int) -> DataLoader:
+        """A loader over ``split`` ("train", "val" or "test"). The train loader's sampler
+        must have ``set_epoch`` (see :class:`EpochShuffle`) so a resumed run sees the same data."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What the data is and where it came from, for the model card."""
+        return {"task": self.name, "seed": self.seed}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Builder arguments only the data can give (a vocabulary, a number of cells)."""
+        return {}
+
+    def example_batch(self, batch_size: int = 4, model: torch.nn.Module | None = None) -> Any:
+        """A small batch from the validation split, for smoke tests and shape checks."""
+        return next(iter(self.dataloader("val", batch_size)))
+
+    # -- model on data ---------------------------------------------------------------------
+    def forward(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The model's output on a batch (the first element of the batch is the input)."""
+        return model(batch[0])
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(scalar loss, {metric name: scalar})`` on one batch."""
+        raise NotImplementedError
+
+    def batch_size_of(self, batch: Any) -> int:
+        return len(batch[0])
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 256,
+                 max_batches: int | None = None) -> dict[str, float]:
+        """Metrics averaged over ``split`` (each batch weighted by its size), including ``loss``."""
+        was_training = model.training
+        model.eval()
+        totals: dict[str, float] = {}
+        count = 0
+        for i, batch in enumerate(self.dataloader(split, batch_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            loss, metrics = self.loss(model, batch)
+            n = self.batch_size_of(batch)
+            for key, value in {"loss": loss, **metrics}.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * n
+            count += n
+        model.train(was_training)
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffling sampler whose order depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` at the start of each epoch, so a run resumed from an
+    end-of-epoch ``.ckpt`` draws exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class GeneratedBatches(Dataset):
+    """Batches generated on the fly, batch ``i`` of epoch ``e`` from ``Generator(seed, e, i)``.
+
+    For tasks whose data is sampled afresh every step (trajectories, stimuli). Use with
+    ``DataLoader(ds, batch_size=None, sampler=EpochShuffle(len(ds), seed, shuffle=False))``
+    via :meth:`loader`; ``make_batch(generator)`` returns one whole batch.
+    """
+
+    def __init__(self, make_batch, batches_per_epoch: int, seed: int):
+        self.make_batch, self.n, self.seed = make_batch, batches_per_epoch, seed
+        self.sampler = _OffsetSampler(batches_per_epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return self.make_batch(g)
+
+    def loader(self) -> DataLoader:
+        return DataLoader(self, batch_size=None, sampler=self.sampler)
+
+
+class _OffsetSampler(Sampler[int]):
+    """Yields ``epoch * n + i``: a fresh, reproducible stream of batch indices per epoch."""
+
+    def __init__(self, n: int):
+        self.n, self.epoch = n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
