@@ -43,6 +43,7 @@ class Entry:
     recipe: dict[str, Any] = field(default_factory=dict)  # training defaults for `zoo train`
     paper: str = ""
     description: str = ""
+    notes: str = ""  # caveats for the card (e.g. "smaller than the paper's network because ...")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def register(
     recipe: dict[str, Any] | None = None,
     paper: str = "",
     description: str = "",
+    notes: str = "",
 ) -> Callable:
     """Decorator that registers ``builder`` under ``name`` (``TASK/MODEL``). Twice is an error."""
     if name.count("/") != 1 or not all(name.split("/")):
@@ -81,6 +83,7 @@ def register(
         _ENTRIES[name] = Entry(
             name=name, builder=builder, task=task, weights=weights, task_kwargs=dict(task_kwargs or {}),
             recipe=dict(recipe or {}), paper=paper, description=description or doc.split("\n\n")[0],
+            notes=notes,
         )
         return builder
 
@@ -206,6 +209,7 @@ def card(name: str) -> dict[str, Any]:
         "paper": entry.paper,
         "description": entry.description,
         "weights": entry.weights,
+        "notes": entry.notes,
     }
     if entry.weights == "file":
         if not entry.path.exists():
