@@ -1,0 +1,140 @@
+"""Run analyses across the zoo: every entry whose model offers the analysis's protocol.
+
+Results are cached in ``<out>/<analysis>.h5``, one group per key
+``sha256(checkpoint fingerprint | analysis name | version | parameters)``, so a result is reused
+only for the same weights, the same analysis code version and the same parameters. Failures are
+recorded per entry and never stop the run. A CSV and a Markdown table summarise each analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .registry import AnalysisResult, get_analysis
+
+
+def result_key(fingerprint: str, analysis: str, version: str, params: dict[str, Any]) -> str:
+    doc = json.dumps({"fp": fingerprint, "analysis": analysis, "version": version, "params": params},
+                     sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+def _read_cached(path: Path, key: str) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f[key].attrs["summary"]) if key in f else None
+    except OSError:
+        return None  # an unreadable cache is recomputed, never trusted
+
+
+def _store(path: Path, key: str, entry: str, params: dict[str, Any], result: AnalysisResult) -> None:
+    from zoo.checkpoint import atomic_path
+
+    with atomic_path(path) as tmp:
+        if path.exists():
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if key in f:
+                del f[key]
+            group = f.create_group(key)
+            group.attrs["entry"] = entry
+            group.attrs["params"] = json.dumps(params, default=str)
+            group.attrs["summary"] = json.dumps(result.summary, default=float)
+            for name, array in result.arrays.items():
+                group.create_dataset(name, data=np.asarray(array), compression="gzip")
+
+
+def run_analysis_on(name: str, analysis: str, params: dict[str, Any] | None = None) -> AnalysisResult:
+    """Load entry ``name`` (pretrained) and run ``analysis`` on it with ``params``."""
+    import zoo
+
+    model = zoo.load(name)
+    return get_analysis(analysis)(model, zoo.task(name), **(params or {}))
+
+
+def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None = None,
+          out_dir: Path | str = "results", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Run each analysis on every matching entry that offers its protocol; return rows per analysis.
+
+    A row is ``{"entry", "status" ("ok" | "cached" | "failed: ..." | "no checkpoint"), **summary}``.
+    """
+    import zoo
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for analysis_name in analyses:
+        analysis = get_analysis(analysis_name)
+        run_params = {**analysis.defaults, **(params or {})}
+        cache = out_dir / f"{analysis_name}.h5"
+        rows = []
+        for name in tqdm(zoo.list_models(pattern), desc=analysis_name, disable=not progress):
+            entry = zoo.get_entry(name)
+            if entry.weights == "file" and not entry.path.exists():
+                rows.append({"entry": name, "status": "no checkpoint"})
+                continue
+            try:
+                model = zoo.load(name)
+            except Exception as err:
+                rows.append({"entry": name, "status": f"failed to load: {err}"})
+                continue
+            if not analysis.applies_to(model):
+                continue
+            key = result_key(model.zoo_fingerprint, analysis.name, analysis.version, run_params)
+            cached = _read_cached(cache, key)
+            if cached is not None:
+                rows.append({"entry": name, "status": "cached", **cached})
+                continue
+            try:
+                result = analysis(model, zoo.task(name), **(params or {}))
+            except Exception as err:  # recorded per entry, the bench goes on
+                rows.append({"entry": name, "status": f"failed: {type(err).__name__}: {err}"})
+                continue
+            _store(cache, key, name, run_params, result)
+            rows.append({"entry": name, "status": "ok", **result.summary})
+        tables[analysis_name] = rows
+        _write_summaries(out_dir / analysis_name, rows)
+    return tables
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    columns = _columns(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_value(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write_summaries(stem: Path, rows: list[dict[str, Any]]) -> None:
+    from zoo.checkpoint import write_text_atomic
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows) or ["entry"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(stem.with_suffix(".csv"), buffer.getvalue())
+    write_text_atomic(stem.with_suffix(".md"), markdown_table(rows))

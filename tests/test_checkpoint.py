@@ -1,0 +1,148 @@
+"""HDF5 checkpoints: bit-exact round trip, tamper and truncation detection, atomic writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo import checkpoint as ckpt
+from zoo.checkpoint import CheckpointError
+
+
+def _state(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"layer.weight": torch.randn(32, 16, generator=g), "layer.bias": torch.randn(32, generator=g),
+            "steps": torch.tensor([3, 4], dtype=torch.int64)}
+
+
+def _save(path, seed=0, **kw):
+    return ckpt.save(path, name="toy/model", state_dict=_state(seed), config={"width": 32}, card={"paper": "x"}, **kw)
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    path = _save(tmp_path / "toy__model.h5")
+    name, config, card, arrays = ckpt.load(path)
+    assert name == "toy/model" and config == {"width": 32} and card["storage_dtype"] == "float32"
+    for key, tensor in _state().items():
+        assert arrays[key].dtype == tensor.numpy().dtype
+        assert arrays[key].tobytes() == tensor.numpy().tobytes()
+
+
+def test_float16_storage_rounds_floats_only(tmp_path):
+    path = _save(tmp_path / "toy__model.h5", storage_dtype="float16")
+    _, _, card, arrays = ckpt.load(path)
+    assert card["storage_dtype"] == "float16"
+    assert arrays["layer.weight"].dtype == np.float16 and arrays["steps"].dtype == np.int64
+    np.testing.assert_allclose(arrays["layer.weight"], _state()["layer.weight"].numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_every_flipped_byte_is_detected(tmp_path):
+    path = _save(tmp_path / "toy__model.h5")
+    original = path.read_bytes()
+    positions = np.linspace(0, len(original) - 1, 25).astype(int)
+    for pos in positions:
+        corrupted = bytearray(original)
+        corrupted[pos] ^= 0x01
+        path.write_bytes(bytes(corrupted))
+        with pytest.raises(CheckpointError, match="sha256") as err:
+            ckpt.load(path)
+        assert str(path) in str(err.value)
+    path.write_bytes(original)
+    ckpt.load(path)  # intact again
+
+
+def test_truncated_file_is_detected(tmp_path):
+    path = _save(tmp_path / "toy__model.h5")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        ckpt.load(path)
+    # even with a manifest that agrees, a truncated HDF5 file is a clear CheckpointError
+    ckpt.record_in_manifest(path, "toy/model")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        ckpt.load(path)
+
+
+def test_unlisted_and_missing_files(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt.load(tmp_path / "nope.h5")
+    path = _save(tmp_path / "toy__model.h5", update_manifest=False)
+    with pytest.raises(CheckpointError, match="not listed"):
+        ckpt.load(path)
+    (tmp_path / ckpt.MANIFEST).write_text("{not json")
+    with pytest.raises(CheckpointError, match="manifest"):
+        ckpt.load(path)
+
+
+def test_missing_extra_misshapen_and_nan_tensors(tmp_path):
+    model = torch.nn.ModuleDict({"layer": torch.nn.Linear(16, 32)})
+    path = ckpt.save(tmp_path / "a.h5", name="t/m", state_dict=model.state_dict(), config={}, card={})
+    arrays = ckpt.load(path)[3]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt.state_dict_into(model, arrays, "a.h5")  # complete: loads
+    for broken, reason in [
+        ({k: v for k, v in arrays.items() if k != "layer.bias"}, "missing tensors: layer.bias"),
+        ({**arrays, "extra": np.zeros(1)}, "unexpected tensors: extra"),
+        ({**arrays, "layer.bias": np.zeros(31, np.float32)}, r"shape \(31,\)"),
+        ({**arrays, "layer.bias": np.full(32, np.nan, np.float32)}, "NaN"),
+    ]:
+        model.load_state_dict(before)
+        with pytest.raises(CheckpointError, match=reason):
+            ckpt.state_dict_into(model, broken, "a.h5")
+        for k, v in model.state_dict().items():  # nothing half-loads
+            assert torch.equal(v, before[k])
+
+
+def test_exception_during_write_leaves_old_file(tmp_path):
+    path = _save(tmp_path / "toy__model.h5")
+    old = path.read_bytes()
+    bad = {**_state(1), "broken": object()}  # .detach() fails half-way through the write
+    with pytest.raises(AttributeError):
+        ckpt.save(path, name="toy/model", state_dict=bad, config={}, card={})
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.MANIFEST, "toy__model.h5"]
+    ckpt.load(path)
+
+
+def test_kill_during_write_leaves_old_file(tmp_path):
+    path = _save(tmp_path / "toy__model.h5")
+    old = path.read_bytes()
+    child = textwrap.dedent(f"""
+        import sys, time, h5py, torch
+        from zoo import checkpoint as ckpt
+        original = h5py.Group.create_dataset
+        def slow(self, *a, **k):
+            out = original(self, *a, **k)
+            print("writing", flush=True)
+            time.sleep(60)
+            return out
+        h5py.Group.create_dataset = slow
+        ckpt.save({str(path)!r}, name="toy/model", state_dict={{"w": torch.ones(1000)}}, config={{}}, card={{}})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.read_bytes() == old
+    ckpt.load(path)  # still verifies against the manifest
+
+
+def test_large_config_and_manifest_contents(tmp_path):
+    vocab = [f"word{i}" for i in range(30_000)]  # > 64 KiB of JSON
+    path = ckpt.save(tmp_path / "big.h5", name="t/m", state_dict=_state(), config={"vocab": vocab}, card={})
+    assert ckpt.load(path)[1]["vocab"] == vocab
+    manifest = json.loads((tmp_path / ckpt.MANIFEST).read_text())["files"]["big.h5"]
+    assert manifest["sha256"] == ckpt.sha256_file(path) and manifest["size"] == os.path.getsize(path)
+
+
+def test_bad_storage_dtype(tmp_path):
+    with pytest.raises(ValueError, match="storage_dtype"):
+        _save(tmp_path / "x.h5", storage_dtype="int8")

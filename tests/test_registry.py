@@ -1,0 +1,94 @@
+"""Registry behaviour: names, wildcards, suggestions, overrides, seeds, cards."""
+
+import pytest
+import torch
+
+import zoo
+from zoo.checkpoint import CheckpointError
+from toy_task import register_toy_entry
+
+
+def test_list_models_wildcards():
+    names = zoo.list_models()
+    assert names == sorted(names) and "random-net/tanh" in names
+    assert zoo.list_models("random-net/*") == [n for n in names if n.startswith("random-net/")]
+    assert zoo.list_models("random-net/t?nh") == ["random-net/tanh"]
+    assert zoo.list_models("no-such-task/*") == []
+
+
+def test_unknown_name_lists_closest():
+    with pytest.raises(KeyError, match="closest: random-net/tanh"):
+        zoo.load("random-net/tanhh")
+    with pytest.raises(KeyError, match="random-net/relu"):
+        zoo.card("random-net/rlu")
+    with pytest.raises(TypeError, match="strings"):
+        zoo.load(42)
+
+
+def test_register_twice_and_bad_names():
+    @zoo.register("unit-test/one", task="random-net", weights="seed")
+    def one(seed: int = 0):
+        return torch.nn.Linear(2, 2)
+
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            zoo.register("unit-test/one", task="random-net", weights="seed")(one)
+    finally:
+        zoo.registry.unregister("unit-test/one")
+    for bad in ["no-slash", "a/b/c", "/model", "task/"]:
+        with pytest.raises(ValueError, match="TASK/MODEL"):
+            zoo.register(bad, task="random-net")
+    with pytest.raises(ValueError, match="weights"):
+        zoo.register("a/b", task="random-net", weights="pickle")
+
+
+def test_seed_is_the_checkpoint():
+    a = zoo.load("random-net/tanh", width=64, depth=3, seed=7)
+    b = zoo.load("random-net/tanh", width=64, depth=3, seed=7)
+    c = zoo.load("random-net/tanh", width=64, depth=3, seed=8)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key])
+        assert not torch.equal(value, c.state_dict()[key])
+    assert a.zoo_fingerprint == b.zoo_fingerprint != c.zoo_fingerprint
+    assert not a.training  # eval mode
+
+
+def test_overrides_like_timm():
+    net = zoo.load("random-net/tanh", sigma_w2=4.0, depth=5, width=50, seed=0)
+    assert net.depth == 5 and net.sigma_w2 == 4.0 and net.zoo_config["width"] == 50
+    # weight statistics follow the override: Var(W_ij) = sigma_w2 / N
+    assert abs(net.weights.var().item() * 50 / 4.0 - 1) < 0.05
+    with pytest.raises(TypeError, match="unknown argument"):
+        zoo.load("random-net/tanh", hidden_size=3)
+
+
+def test_pretrained_file_entry(ckpt_dir):
+    name = register_toy_entry()
+    with pytest.raises(CheckpointError, match="zoo train"):
+        zoo.load(name)
+    model = zoo.load(name, pretrained=False)
+    from zoo import checkpoint as ckpt
+
+    ckpt.save(ckpt_dir / ckpt.file_name(name), name=name, state_dict=model.state_dict(),
+              config={"in_features": 4, "out_features": 2}, card={"metrics": {"mse": 0.1}})
+    loaded = zoo.load(name)
+    assert torch.equal(loaded.weight, model.weight)
+    assert zoo.card(name)["metrics"] == {"mse": 0.1}
+    assert loaded.zoo_fingerprint == ckpt.sha256_file(ckpt_dir / ckpt.file_name(name))
+    with pytest.raises(ValueError, match="changes the shape"):
+        zoo.load(name, out_features=3)
+    assert zoo.load(name, pretrained=False, out_features=3).weight.shape == (3, 4)
+
+
+def test_card_of_entry_without_weights(ckpt_dir):
+    name = register_toy_entry()
+    card = zoo.card(name)
+    assert "zoo train" in card["status"]
+
+
+def test_task_lookup():
+    import tasks
+
+    assert zoo.task("random-net/tanh").name == "random-net"
+    with pytest.raises(KeyError, match="unknown task"):
+        tasks.get_task("random_net")

@@ -1,0 +1,228 @@
+"""The ``zoo`` command (also ``python -m zoo``). Every subcommand has ``--help``.
+
+    zoo list [PATTERN] [--json]          entries, their task and whether weights are shipped
+    zoo info NAME [--json]               the model card
+    zoo train NAME [options]             train with Lightning, export the HDF5 checkpoint
+    zoo eval NAME [--json]               recompute the test metrics and compare with the card
+    zoo analyze ANALYSIS NAME [--json]   run one analysis on one entry
+    zoo bench [ANALYSIS ...] [--json]    run analyses across every compatible entry
+    zoo figures [SECTION ...]            the papers' figures and headline numbers (REPORT.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"[1,2]"`` -> [1, 2], else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"zoo: {flag} expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = _value(text)
+    return out
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Aligned plain-text table of ``rows`` (dicts) with a header line."""
+    from analysis.bench import format_value
+
+    if not rows:
+        return "(nothing)"
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[format_value(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _emit(args, document: Any, human: str) -> None:
+    print(json.dumps(document, indent=2, default=str) if getattr(args, "json", False) else human)
+
+
+# ----------------------------------------------------------------------------- subcommands
+
+
+def cmd_list(args) -> int:
+    import zoo
+
+    rows = []
+    for name in zoo.list_models(args.pattern):
+        entry = zoo.get_entry(name)
+        shipped = entry.weights == "seed" or entry.path.exists()
+        rows.append({"name": name, "task": entry.task, "weights": entry.weights,
+                     "available": "yes" if shipped else "train first", "paper": entry.paper})
+    _emit(args, rows, _table(rows))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import zoo
+
+    card = zoo.card(args.name)
+    human = "\n".join(f"{k:12s} {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}"
+                      for k, v in card.items() if k != "config" or len(json.dumps(v, default=str)) < 400)
+    _emit(args, card, human)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training import train
+
+    trainer_kwargs = {k: v for k, v in {
+        "accelerator": args.accelerator, "devices": _value(args.devices) if args.devices else None,
+        "num_nodes": args.num_nodes, "strategy": args.strategy, "precision": args.precision,
+    }.items() if v is not None}
+    path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"), max_steps=args.max_steps,
+                 max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, resume=args.resume,
+                 out=args.out, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import zoo
+
+    model = zoo.load(args.name)
+    task = zoo.task(args.name)
+    if not task.trainable:
+        raise SystemExit(f"zoo: {args.name} is an untrained random network; it has no test metrics")
+    measured = task.evaluate(model, "test")
+    stored = zoo.card(args.name).get("metrics", {})
+    rows = [{"metric": k, "measured": v, "card": stored.get(k),
+             "difference": (v - stored[k]) if isinstance(stored.get(k), (int, float)) else None}
+            for k, v in measured.items()]
+    _emit(args, {"name": args.name, "measured": measured, "card": stored}, _table(rows))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from analysis.bench import run_analysis_on
+
+    result = run_analysis_on(args.name, args.analysis, _pairs(args.param, "--param"))
+    document = {"name": args.name, "analysis": args.analysis, "summary": result.summary}
+    _emit(args, document, _table([{"quantity": k, "value": v} for k, v in result.summary.items()]))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from analysis import list_analyses
+    from analysis.bench import bench
+
+    names = args.analyses or list_analyses()
+    if not names:
+        raise SystemExit("zoo: no analyses are registered yet")
+    tables = bench(names, pattern=args.pattern, params=_pairs(args.param, "--param"), out_dir=args.out,
+                   progress=not args.json)
+    human = "\n\n".join(f"== {name} ({Path(args.out) / name}.h5, .csv, .md)\n{_table(rows)}" for name, rows in tables.items())
+    _emit(args, tables, human)
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from .report import run_sections
+
+    results = run_sections(args.sections or None, Path(args.out), quick=args.quick)
+    failed = 0
+    for name, section in results:
+        if isinstance(section, Exception):
+            failed += 1
+            print(f"{name:20s} FAILED: {type(section).__name__}: {section}")
+        else:
+            print(f"{name:20s} {len(section.figures)} figures, {len(section.rows)} headline numbers")
+    print(f"report: {Path(args.out) / 'REPORT.md'}")
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="A unified model zoo for theoretical neuroscience.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list entries matching a shell wildcard")
+    p.add_argument("pattern", nargs="?", default="*", help="e.g. 'sentiment-*/g*' (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show an entry's model card")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train an entry with Lightning and export its HDF5 checkpoint")
+    p.add_argument("name")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override, e.g. --set hidden_size=4096")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--resume", action="store_true", help="continue from runs/<entry>/seed<k>/checkpoints/last.ckpt")
+    p.add_argument("--out", help="checkpoint folder (default: the zoo's checkpoints/)")
+    p.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--devices", help="Lightning devices: 1, 4, 'auto', [0,1]")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="recompute an entry's test metrics and compare with its card")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("analyze", help="run one analysis on one entry")
+    p.add_argument("analysis", help="e.g. curvature, fixed-points, gridness (see `zoo bench --help`)")
+    p.add_argument("name")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="analysis parameter")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("bench", help="run analyses on every entry that offers their protocol")
+    p.add_argument("analyses", nargs="*", help="analysis names (default: all registered)")
+    p.add_argument("--pattern", default="*", help="only entries matching this wildcard")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="analysis parameter")
+    p.add_argument("--out", default="results", help="folder for <analysis>.h5/.csv/.md (default: results)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("figures", help="reproduce the papers' figures and headline numbers")
+    p.add_argument("sections", nargs="*", help="report sections (default: all)")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--quick", action="store_true", help="smaller, faster runs (seconds)")
+    p.set_defaults(func=cmd_figures)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # CheckpointError and friends
+        print(f"zoo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
