@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if needed.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-slow bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# the CPU build of torch first, pinned; the project's own range (torch>=2.3) then installs nothing more
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: run the shared analyses across the zoo and write report/REPORT.md with the papers' figures
+demo: $(STAMP)
+	$(VENV)/bin/zoo list
+	$(VENV)/bin/zoo bench --out results
+	$(VENV)/bin/zoo figures --out report
+
+## test: the test suite (slow training-to-convergence tests excluded; `make test-slow` runs them)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	for b in benches/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf results report runs .pytest_cache
