@@ -40,6 +40,7 @@ class Analysis:
     version: str
     func: Callable[..., AnalysisResult]
     description: str
+    quick_params: dict[str, Any] = field(default_factory=dict)  # fast settings for registry-wide tests
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -62,14 +63,20 @@ class Analysis:
 _ANALYSES: dict[str, Analysis] = {}
 
 
-def register_analysis(name: str, protocol: type | None, version: str = "1") -> Callable:
-    """Decorator registering ``func(model, task, **params) -> AnalysisResult`` as ``name``."""
+def register_analysis(name: str, protocol: type | None, version: str = "1",
+                      quick_params: dict[str, Any] | None = None) -> Callable:
+    """Decorator registering ``func(model, task, **params) -> AnalysisResult`` as ``name``.
+
+    ``version`` is part of every cached result's key: bump it when the analysis's output changes.
+    ``quick_params`` are keyword parameters that make a fast run, used by the tests that run
+    every analysis on every compatible entry.
+    """
 
     def decorator(func: Callable[..., AnalysisResult]) -> Callable[..., AnalysisResult]:
         if name in _ANALYSES and _ANALYSES[name].func is not func:
             raise ValueError(f"analysis {name!r} is already registered")
         doc = (inspect.getdoc(func) or "").split("\n\n")[0]
-        _ANALYSES[name] = Analysis(name, protocol, str(version), func, doc)
+        _ANALYSES[name] = Analysis(name, protocol, str(version), func, doc, dict(quick_params or {}))
         return func
 
     return decorator

@@ -1,0 +1,63 @@
+"""`zoo bench`: runs on every compatible entry, records failures per entry, caches by sha256 key."""
+
+import json
+
+import h5py
+import pytest
+import torch
+
+from analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis
+from analysis.bench import bench
+from zoo.cli import main
+
+CALLS = []
+
+
+@register_analysis("unit-test-depth", protocol=LayeredMap, version="1")
+def _depth_analysis(model, task, *, scale=1.0):
+    """Counts layers; fails on purpose for relu nets."""
+    CALLS.append(model.zoo_name)
+    if model.zoo_name == "random-net/relu":
+        raise RuntimeError("deliberate failure")
+    return AnalysisResult({"layers": len(model.layer_maps()) * scale}, {"x": torch.arange(3).numpy()})
+
+
+def test_bench_runs_caches_and_records_failures(tmp_path):
+    CALLS.clear()
+    rows = bench(["unit-test-depth"], pattern="random-net/*", out_dir=tmp_path, progress=False)["unit-test-depth"]
+    by_entry = {r["entry"]: r for r in rows}
+    assert by_entry["random-net/tanh"] == {"entry": "random-net/tanh", "status": "ok", "layers": 20.0}
+    assert by_entry["random-net/relu"]["status"].startswith("failed: RuntimeError: deliberate failure")
+    assert len(CALLS) == 5
+    # second run: results reused, the failure retried
+    rows = bench(["unit-test-depth"], pattern="random-net/*", out_dir=tmp_path, progress=False)["unit-test-depth"]
+    assert sorted(CALLS[5:]) == ["random-net/relu"]
+    assert {r["status"] for r in rows} == {"cached", "failed: RuntimeError: deliberate failure"}
+    assert "| random-net/tanh | cached | 20 |" in (tmp_path / "unit-test-depth.md").read_text()
+    assert (tmp_path / "unit-test-depth.csv").read_text().startswith("entry,status")
+    # new parameters: a new key, recomputed
+    bench(["unit-test-depth"], pattern="random-net/tanh", params={"scale": 2.0}, out_dir=tmp_path, progress=False)
+    assert CALLS[-1] == "random-net/tanh"
+    with h5py.File(tmp_path / "unit-test-depth.h5") as f:
+        assert len(f) == 5  # four entries at scale 1, one at scale 2
+        summaries = sorted(json.loads(g.attrs["summary"])["layers"] for g in f.values())
+        assert summaries[-1] == 40.0
+
+
+def test_bench_cli_json(tmp_path, capsys):
+    assert main(["bench", "unit-test-depth", "--pattern", "random-net/t*", "--out", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unit-test-depth"][0]["layers"] == 20.0
+    assert main(["analyze", "unit-test-depth", "random-net/erf", "--param", "scale=0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"] == {"layers": 10.0}
+
+
+def test_analysis_parameter_and_protocol_errors():
+    analysis = get_analysis("unit-test-depth")
+    with pytest.raises(TypeError, match="takes scale"):
+        analysis(None, None, depth=3)
+    with pytest.raises(TypeError, match="LayeredMap"):
+        analysis(torch.nn.Linear(2, 2), None)
+    with pytest.raises(KeyError, match="unknown analysis"):
+        get_analysis("unit-test-dept")
+    assert "unit-test-depth" in list_analyses()
