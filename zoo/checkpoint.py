@@ -21,6 +21,7 @@ the previous file intact.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -113,12 +114,18 @@ def _write_manifest(folder: Path, files: dict[str, dict[str, Any]]) -> None:
 
 
 def record_in_manifest(path: os.PathLike | str, entry_name: str) -> dict[str, Any]:
-    """Add or update ``path``'s sha256 and size in its folder's manifest; return the record."""
+    """Add or update ``path``'s sha256 and size in its folder's manifest; return the record.
+
+    The read-modify-write holds an exclusive ``flock`` on ``.MANIFEST.lock``, so training runs
+    that finish at the same time do not lose each other's records.
+    """
     path = Path(path)
-    files = read_manifest(path.parent)
     record = {"name": entry_name, "sha256": sha256_file(path), "size": path.stat().st_size}
-    files[path.name] = record
-    _write_manifest(path.parent, files)
+    with open(path.parent / f".{MANIFEST}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files = read_manifest(path.parent)
+        files[path.name] = record
+        _write_manifest(path.parent, files)
     return record
 
 
