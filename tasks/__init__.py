@@ -18,6 +18,7 @@ _TASKS: dict[str, str] = {
     "sentiment-imdb": "tasks.sentiment:ImdbSentiment",
     "sentiment-sst": "tasks.sentiment:SstSentiment",
     "path-integration": "tasks.path_integration:PathIntegration",
+    "flip-flop": "tasks.flip_flop:FlipFlop",
 }
 
 

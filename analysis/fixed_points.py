@@ -1,0 +1,558 @@
+"""Fixed points and slow points of recurrent dynamics ``h_{t+1} = F(h_t, x)`` at a constant input.
+
+Following Sussillo & Barak (2013) and Golub & Sussillo (2018), a fixed point ``h*`` of the map
+``F(., x)`` minimises the *speed*
+
+    q(h) = (1/N) ||F(h, x) - h||^2          (N = state size; mean squared one-step change)
+
+which is zero exactly at fixed points. **Convention**: we divide by ``N`` as Maheswaranathan et
+al. (2019) do (their threshold ``q < 1e-8``); Golub & Sussillo's FixedPointFinder uses
+``0.5 * ||F(h) - h||^2``, which is ``N / 2`` times larger. Local minima of ``q`` with
+``q > 0`` are *slow points* (ghosts, near-bifurcations); they are reported with their ``q`` and
+``||grad q||``, never hidden.
+
+The finder (:func:`find_fixed_points`) starts from many initial states at once (``seeds [S, N]``):
+
+1. **Adam phase**: a few hundred first-order steps on ``sum_i q(h_i)`` bring each seed into the
+   basin of a nearby zero or minimum of ``q`` (points that reach ``q < adam_q`` leave early).
+2. **Levenberg-Marquardt polish**: on the residual ``r(h) = F(h, x) - h`` with per-point
+   Jacobians ``J_r = dF/dh - I`` (``torch.func.vmap(jacrev)``, batched), each point takes
+   ``(J_r^T J_r + mu_i I) d = -J_r^T r`` with its own damping ``mu_i`` (shrunk on success,
+   grown on failure), so true fixed points converge quadratically to ``q < 1e-12`` while a
+   point near a line attractor (``J_r`` nearly singular along the line) stays well posed.
+3. **Bookkeeping**: per seed a status (:data:`STATUS`): ``fixed`` (q < ``q_fixed``, default
+   1e-10), ``slow``, ``diverged`` (went non-finite or ran off), ``nan-seed`` (non-finite seed),
+   ``outlier`` (farther than ``outlier_scale`` seed radii from the seeds' centroid); then
+   greedy de-duplication within ``tol_unique`` (lowest q first).
+4. **Linearisation** at each unique point: ``J = dF/dh``, eigenvalues sorted by ``|lambda|``
+   descending, right eigenvectors (columns of ``R``) and left eigenvectors (rows of
+   ``L = R^{-1}``, so ``L J R = diag(lambda)`` and ``l_i . r_j = delta_ij``), stability
+   (``max |lambda| < 1``) and time constants ``tau = -1 / ln|lambda|`` in steps (``inf`` at
+   ``|lambda| = 1``, negative for growing modes).
+
+    >>> fp = find_fixed_points(model, seeds)          # model provides RecurrentDynamics
+    >>> fp.points.shape, fp.q.max(), fp.eigenvalues[:, 0]
+    >>> fp.save("fp.h5"); FixedPoints.load("fp.h5")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+import torch
+
+from .protocols import RecurrentDynamics
+from .registry import AnalysisResult, register_analysis
+
+#: per-seed status codes (``FixedPoints.seed_status`` holds indices into this tuple)
+STATUS = ("fixed", "slow", "diverged", "nan-seed", "outlier", "duplicate")
+_FIXED, _SLOW, _DIVERGED, _NAN_SEED, _OUTLIER, _DUPLICATE = range(len(STATUS))
+CONVENTION = "q = (1/N) ||F(h, x) - h||^2"
+_FORMAT = "zoo-fixed-points/1"
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ============================================================================ the result object
+
+
+@dataclass
+class FixedPoints:
+    """Unique fixed (and slow) points of ``F(., x)`` and their linearisations.
+
+    Per unique point (``K`` of them, sorted by ``q`` ascending):
+    ``points [K, N]``, ``q [K]``, ``grad_norm [K]`` (``||grad q||``), ``seed_index [K]`` (the seed
+    it came from), ``jacobians [K, N, N]`` (``dF/dh``), ``eigenvalues [K, N]`` complex, sorted by
+    modulus descending, ``right_eigenvectors [K, N, N]`` (column ``i`` belongs to eigenvalue
+    ``i``), ``left_eigenvectors [K, N, N]`` (row ``i``; ``L = R^{-1}``).
+    Per seed (``S``): ``seed_q``, ``seed_grad_norm``, ``seed_status`` (index into :data:`STATUS`),
+    ``final_states [S, N]`` (where each seed ended; NaN for non-finite seeds).
+    ``input [I]``: the constant input. ``params``: the finder's settings and timings.
+    """
+
+    points: np.ndarray
+    q: np.ndarray
+    grad_norm: np.ndarray
+    seed_index: np.ndarray
+    jacobians: np.ndarray
+    eigenvalues: np.ndarray
+    right_eigenvectors: np.ndarray
+    left_eigenvectors: np.ndarray
+    input: np.ndarray
+    seed_q: np.ndarray
+    seed_grad_norm: np.ndarray
+    seed_status: np.ndarray
+    final_states: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived quantities ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def n_unique(self) -> int:
+        return len(self.points)
+
+    @property
+    def state_size(self) -> int:
+        return self.points.shape[1]
+
+    @property
+    def is_fixed(self) -> np.ndarray:
+        """``q < q_fixed`` per unique point (the rest are slow points)."""
+        return self.q < self.params.get("q_fixed", 1e-10)
+
+    @property
+    def stable(self) -> np.ndarray:
+        """``max |lambda| < 1`` per point (asymptotically stable for the discrete-time map)."""
+        if self.eigenvalues.size == 0:
+            return np.zeros(len(self.points), bool)
+        return np.abs(self.eigenvalues[:, 0]) < 1.0
+
+    @property
+    def time_constants(self) -> np.ndarray:
+        """``tau = -1 / ln|lambda|`` in steps, ``[K, N]`` (inf where ``|lambda| = 1``)."""
+        with np.errstate(divide="ignore"):
+            return -1.0 / np.log(np.abs(self.eigenvalues))
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of seeds in each status, e.g. ``{"fixed": 812, "slow": 150, ...}``."""
+        counts = np.bincount(self.seed_status, minlength=len(STATUS))
+        return {name: int(c) for name, c in zip(STATUS, counts)}
+
+    def subset(self, mask: np.ndarray) -> "FixedPoints":
+        """The unique points selected by a boolean or index array ``mask`` (per-seed data kept)."""
+        per_point = {"points", "q", "grad_norm", "seed_index", "jacobians", "eigenvalues",
+                     "right_eigenvectors", "left_eigenvectors"}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in per_point:
+            values[name] = values[name][mask]
+        return FixedPoints(**values)
+
+    # -- HDF5 -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write every array and the parameters to HDF5 atomically (temporary file + rename)."""
+        from zoo.checkpoint import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = _FORMAT
+                f.attrs["convention"] = CONVENTION
+                f.attrs["status_names"] = json.dumps(STATUS)
+                f.attrs["params"] = json.dumps(self.params, default=float)
+                for item in fields(self):
+                    if item.name != "params":
+                        f.create_dataset(item.name, data=getattr(self, item.name))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FixedPoints":
+        """Read a file written by :meth:`save`; a foreign or incomplete file raises ``ValueError``."""
+        path = Path(path)
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") != _FORMAT:
+                    raise ValueError(f"{path}: not a fixed-points file (format {f.attrs.get('format')!r})")
+                names = [item.name for item in fields(cls) if item.name != "params"]
+                missing = [n for n in names if n not in f]
+                if missing:
+                    raise ValueError(f"{path}: missing datasets {', '.join(missing)}")
+                values = {n: f[n][()] for n in names}
+                values["params"] = json.loads(f.attrs["params"])
+        except OSError as err:
+            raise ValueError(f"{path}: unreadable HDF5 file ({err})") from None
+        return cls(**values)
+
+
+# ============================================================================ helpers
+
+
+def _as_step(dynamics: Any) -> tuple[StepFn, int | None]:
+    """``(step, input_size)`` from a RecurrentDynamics model or a plain callable ``F(h, x)``."""
+    if isinstance(dynamics, RecurrentDynamics) or hasattr(dynamics, "step"):
+        return dynamics.step, getattr(dynamics, "input_size", None)
+    if callable(dynamics):
+        return dynamics, None
+    raise TypeError(f"expected a RecurrentDynamics model or a callable F(h, x), got {type(dynamics).__name__}")
+
+
+def _dtype_of(dynamics: Any, default: torch.dtype) -> torch.dtype:
+    if isinstance(dynamics, torch.nn.Module):
+        for p in dynamics.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return default
+
+
+def _residual(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    out = step(h, x)
+    if not isinstance(out, torch.Tensor) or out.shape != h.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"step(h, x) must return a tensor shaped like h {tuple(h.shape)}, got {shape}")
+    return out - h
+
+
+def _speed(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``q(h) = (1/N)||F(h, x) - h||^2`` per row, ``[B]``."""
+    with torch.no_grad():
+        return _residual(step, h, x).pow(2).mean(-1)
+
+
+def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 15) -> torch.Tensor:
+    """``dF/dh`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, N]`` (``J[b, i, j] = dF_i/dh_j``).
+
+    Uses ``torch.func.vmap(jacrev)``; a step that ``vmap`` cannot trace falls back to plain
+    autograd on ``N`` replicas of each row. Work is chunked so at most ``max_rows`` replicated
+    rows (``chunk * N``) are live at once.
+    """
+    return _jacobians(step, h, x, wrt=0, max_rows=max_rows)
+
+
+def input_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 15) -> torch.Tensor:
+    """``dF/dx`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, I]``."""
+    return _jacobians(step, h, x, wrt=1, max_rows=max_rows)
+
+
+def _jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, wrt: int, max_rows: int) -> torch.Tensor:
+    n = h.shape[1]
+    chunk = max(1, max_rows // max(n, 1))
+    parts = [_jacobian_chunk(step, h[i:i + chunk], x[i:i + chunk], wrt) for i in range(0, len(h), chunk)]
+    if not parts:
+        return h.new_zeros((0, n, (h if wrt == 0 else x).shape[1]))
+    return torch.cat(parts)
+
+
+def _jacobian_chunk(step: StepFn, h: torch.Tensor, x: torch.Tensor, wrt: int) -> torch.Tensor:
+    def single(hh: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return step(hh[None], xx[None])[0]
+
+    try:
+        with torch.enable_grad():
+            return torch.func.vmap(torch.func.jacrev(single, argnums=wrt))(h, x).detach()
+    except (RuntimeError, NotImplementedError, TypeError):
+        pass
+    # Fallback: replicate each row once per output unit; row (b, i) of the gradient of
+    # sum(F * e_i) is dF_i/d(arg) at point b.
+    b, n = h.shape
+    arg = (h if wrt == 0 else x).detach()
+    rep = arg.repeat_interleave(n, dim=0).requires_grad_(True)
+    other = (x if wrt == 0 else h).detach().repeat_interleave(n, dim=0)
+    with torch.enable_grad():
+        out = step(rep, other) if wrt == 0 else step(other, rep)
+        basis = torch.eye(n, dtype=out.dtype).repeat(b, 1)
+        (grad,) = torch.autograd.grad((out * basis).sum(), rep)
+    return grad.reshape(b, n, arg.shape[1])
+
+
+def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: float,
+                q_stop: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point Adam on ``q`` for at most ``iters`` steps; returns ``(h, diverged [S])``.
+
+    Points leave once ``q < q_stop``; a point whose state or gradient turns non-finite is frozen
+    at its last finite value and flagged.
+    """
+    h = h.clone()
+    diverged = torch.zeros(len(h), dtype=torch.bool)
+    active = torch.arange(len(h))
+    m = torch.zeros_like(h)
+    v = torch.zeros_like(h)
+    t = torch.zeros(len(h), 1, dtype=h.dtype)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for _ in range(iters):
+        if len(active) == 0:
+            break
+        ha = h[active].requires_grad_(True)
+        with torch.enable_grad():
+            q = _residual(step, ha, x[active]).pow(2).mean(-1)
+            (g,) = torch.autograd.grad(q.sum(), ha)
+        q = q.detach()
+        bad = ~(torch.isfinite(q) & torch.isfinite(g).all(-1))
+        done = (q < q_stop) | bad
+        diverged[active[bad]] = True
+        keep = ~done
+        active, g = active[keep], g[keep]
+        if len(active) == 0:
+            break
+        t[active] += 1
+        m[active] = beta1 * m[active] + (1 - beta1) * g
+        v[active] = beta2 * v[active] + (1 - beta2) * g * g
+        m_hat = m[active] / (1 - beta1 ** t[active])
+        v_hat = v[active] / (1 - beta2 ** t[active])
+        h[active] = h[active] - lr * m_hat / (v_hat.sqrt() + eps)
+    return h.detach(), diverged
+
+
+def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
+               max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
+
+    Returns ``(h, q [S], grad_norm [S], n_jacobian_evaluations)``. A point stops when
+    ``q < q_tol``, when its damping exceeds 1e12 (no decrease possible: a minimum of q at
+    working precision), or after ``iters`` accepted-or-rejected trials.
+    """
+    n = h.shape[1]
+    h = h.clone()
+    eye = torch.eye(n, dtype=h.dtype)
+    r = _residual(step, h, x).detach()
+    q = r.pow(2).mean(-1)
+    jac = state_jacobians(step, h, x, max_rows) - eye
+    grad = (2.0 / n) * torch.einsum("bij,bi->bj", jac, r)
+    jtj = jac.transpose(1, 2) @ jac
+    mu = 1e-3 * jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
+    active = torch.isfinite(q) & (q >= q_tol)
+    n_jac = 1
+    for _ in range(iters):
+        idx = active.nonzero().flatten()
+        if len(idx) == 0:
+            break
+        a = jtj[idx] + mu[idx, None, None] * eye
+        rhs = -torch.einsum("bij,bi->bj", jac[idx], r[idx])
+        d = torch.linalg.solve(a, rhs)
+        h_new = h[idx] + d
+        r_new = _residual(step, h_new, x[idx]).detach()
+        q_new = r_new.pow(2).mean(-1)
+        accept = torch.isfinite(q_new) & (q_new < q[idx])
+        acc, rej = idx[accept], idx[~accept]
+        mu[acc] = mu[acc] / 3.0
+        mu[rej] = mu[rej] * 4.0
+        if len(acc):
+            h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
+            jac[acc] = state_jacobians(step, h[acc], x[acc], max_rows) - eye
+            n_jac += 1
+            jtj[acc] = jac[acc].transpose(1, 2) @ jac[acc]
+            grad[acc] = (2.0 / n) * torch.einsum("bij,bi->bj", jac[acc], r[acc])
+        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12)
+    return h, q, grad.norm(dim=-1), n_jac
+
+
+def _unique(points: np.ndarray, order: np.ndarray, tol: float) -> np.ndarray:
+    """Greedy de-duplication: walk ``order`` (lowest q first), keep a point unless a kept point
+    lies within Euclidean distance ``tol``. Returns kept indices. Greedy selection is
+    sequential by nature; each step is one vector comparison against the precomputed distances."""
+    if len(order) == 0:
+        return order
+    p = torch.as_tensor(points[order], dtype=torch.float64)
+    close = (torch.cdist(p, p) <= tol).numpy()
+    removed = np.zeros(len(order), bool)
+    kept = []
+    for i in range(len(order)):
+        if not removed[i]:
+            kept.append(i)
+            removed |= close[i]
+    return order[np.asarray(kept, dtype=int)]
+
+
+def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-decomposition of ``[K, N, N]`` Jacobians (float64): ``(eigenvalues [K, N],
+    right [K, N, N] columns, left [K, N, N] rows = R^{-1})``, sorted by ``|lambda|`` descending."""
+    if len(jacobians) == 0:
+        k, n = jacobians.shape[:2] if jacobians.ndim == 3 else (0, 0)
+        return (np.zeros((0, n), complex), np.zeros((0, n, n), complex), np.zeros((0, n, n), complex))
+    vals, right = np.linalg.eig(jacobians.astype(np.float64))
+    order = np.argsort(-np.abs(vals), axis=-1, kind="stable")
+    vals = np.take_along_axis(vals, order, -1)
+    right = np.take_along_axis(right, order[:, None, :], -1)
+    left = np.linalg.inv(right)
+    return vals.astype(np.complex128), right.astype(np.complex128), left.astype(np.complex128)
+
+
+# ============================================================================ the finder
+
+
+def find_fixed_points(
+    dynamics: Any,
+    seeds: torch.Tensor | np.ndarray,
+    inputs: torch.Tensor | np.ndarray | None = None,
+    *,
+    adam_iters: int = 300,
+    adam_lr: float = 1e-2,
+    adam_q: float = 1e-7,
+    lm_iters: int = 60,
+    q_tol: float = 1e-13,
+    q_fixed: float = 1e-10,
+    q_keep: float | None = None,
+    tol_unique: float = 1e-3,
+    outlier_scale: float = 10.0,
+    compute_jacobians: bool = True,
+    max_rows: int = 1 << 15,
+) -> FixedPoints:
+    """Find the fixed points of ``h = F(h, x)`` from ``seeds [S, N]`` at constant input ``x``.
+
+    ``dynamics``: a :class:`~analysis.protocols.RecurrentDynamics` model (its ``step``) or a
+    callable ``F(h [B, N], x [B, I]) -> [B, N]``. ``inputs``: ``[I]`` (one input for all seeds) or
+    ``[S, I]``; default zeros of ``dynamics.input_size``. ``q_tol``: the polish's target;
+    ``q_fixed``: a point with ``q < q_fixed`` counts as a fixed point, else a slow point;
+    ``q_keep``: drop unique points with ``q >= q_keep`` from the result (default keep all
+    finite points; their seeds stay in the per-seed arrays). ``tol_unique``: de-duplication
+    distance. ``outlier_scale``: points farther than this many median seed radii from the
+    seeds' centroid are outliers. Non-finite seeds and diverging points get a per-seed status.
+    """
+    step, input_size = _as_step(dynamics)
+    started = time.perf_counter()
+    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    for name, value in (("adam_lr", adam_lr), ("q_tol", q_tol), ("q_fixed", q_fixed),
+                        ("tol_unique", tol_unique), ("outlier_scale", outlier_scale)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    seeds = torch.as_tensor(seeds)
+    dtype = _dtype_of(dynamics, seeds.dtype if seeds.is_floating_point() else torch.get_default_dtype())
+    seeds = seeds.to(dtype)
+    if seeds.ndim != 2 or seeds.shape[0] == 0:
+        raise ValueError(f"seeds must be [S, N] with S >= 1, got shape {tuple(seeds.shape)}")
+    n_seeds, n = seeds.shape
+    state_size = getattr(dynamics, "state_size", None)
+    if state_size is not None and n != state_size:
+        raise ValueError(f"seeds have {n} columns but the model's state_size is {state_size}")
+    if inputs is None:
+        if input_size is None:
+            raise ValueError("give `inputs` ([I] or [S, I]) when dynamics is a plain callable")
+        inputs = torch.zeros(input_size, dtype=dtype)
+    x = torch.as_tensor(inputs).to(dtype)
+    if x.ndim == 1:
+        x = x.expand(n_seeds, -1)
+    if x.ndim != 2 or x.shape[0] != n_seeds:
+        raise ValueError(f"inputs must be [I] or [S={n_seeds}, I], got shape {tuple(x.shape)}")
+    if input_size is not None and x.shape[1] != input_size:
+        raise ValueError(f"inputs have {x.shape[1]} columns but the model's input_size is {input_size}")
+    if not torch.isfinite(x).all():
+        raise ValueError("inputs contain NaN or inf")
+    x = x.contiguous()
+
+    status = np.full(n_seeds, _SLOW, dtype=np.int64)
+    finite_seed = torch.isfinite(seeds).all(-1)
+    status[~finite_seed.numpy()] = _NAN_SEED
+    good = finite_seed.nonzero().flatten()
+    final = torch.full_like(seeds, float("nan"))
+    seed_q = torch.full((n_seeds,), float("nan"), dtype=dtype)
+    seed_grad = torch.full((n_seeds,), float("nan"), dtype=dtype)
+    timings = {}
+
+    if len(good):
+        t0 = time.perf_counter()
+        h, diverged = _adam_phase(step, seeds[good], x[good], int(adam_iters), adam_lr, adam_q)
+        timings["adam_s"] = time.perf_counter() - t0
+        ok = ~diverged & torch.isfinite(h).all(-1)
+        status[good[~ok].numpy()] = _DIVERGED
+        polish = good[ok]
+        t0 = time.perf_counter()
+        h_ok = h[ok]
+        chunk = max(1, (1 << 26) // (n * n))  # bounds the [chunk, N, N] Jacobian stack (256 MB in float32)
+        timings["lm_jacobian_evaluations"] = 0
+        for start in range(0, len(polish), chunk):
+            sl = slice(start, start + chunk)
+            h_p, q_p, g_p, n_jac = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol, max_rows)
+            timings["lm_jacobian_evaluations"] += n_jac
+            final[polish[sl]], seed_q[polish[sl]], seed_grad[polish[sl]] = h_p, q_p, g_p
+        timings["lm_s"] = time.perf_counter() - t0
+        final[good[~ok]] = h[~ok]
+        bad = ~torch.isfinite(seed_q) & finite_seed
+        bad[good[~ok]] = True
+        status[bad.numpy()] = _DIVERGED
+
+    final_np, q_np = final.numpy().astype(np.float64), seed_q.numpy().astype(np.float64)
+    live = status == _SLOW
+    status[live & (q_np < q_fixed)] = _FIXED
+    # Outliers: far from the cloud of seeds (in units of the seeds' median radius).
+    seeds_np = seeds[finite_seed].numpy().astype(np.float64)
+    if len(seeds_np):
+        centre = seeds_np.mean(0)
+        radius = max(float(np.median(np.linalg.norm(seeds_np - centre, axis=1))), 1e-12)
+        far = np.linalg.norm(np.nan_to_num(final_np) - centre, axis=1) > outlier_scale * radius
+        status[live & far] = _OUTLIER
+    candidates = np.flatnonzero(np.isin(status, (_FIXED, _SLOW)))
+    if q_keep is not None:
+        candidates = candidates[q_np[candidates] < q_keep]
+    candidates = candidates[np.argsort(q_np[candidates], kind="stable")]
+    kept = _unique(final_np, candidates, tol_unique)
+    status[np.setdiff1d(candidates, kept)] = _DUPLICATE
+
+    points = final[kept].reshape(len(kept), n)
+    if compute_jacobians and len(kept):
+        t0 = time.perf_counter()
+        jac = state_jacobians(step, points, x[kept], max_rows).numpy().astype(np.float64)
+        vals, right, left = decompose(jac)
+        timings["decompose_s"] = time.perf_counter() - t0
+    else:
+        jac = np.zeros((len(kept), n, n))
+        vals, right, left = decompose(np.zeros((0, n, n)))
+        if len(kept):
+            vals = np.full((len(kept), n), np.nan + 0j)
+            right = left = np.full((len(kept), n, n), np.nan + 0j)
+    timings["total_s"] = time.perf_counter() - started
+    params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters, q_tol=q_tol,
+                  q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
+                  convention=CONVENTION, **timings)
+    return FixedPoints(
+        points=final_np[kept], q=q_np[kept], grad_norm=seed_grad.numpy().astype(np.float64)[kept],
+        seed_index=kept.astype(np.int64), jacobians=jac, eigenvalues=vals, right_eigenvectors=right,
+        left_eigenvectors=left, input=x[0].numpy().astype(np.float64), seed_q=q_np,
+        seed_grad_norm=seed_grad.numpy().astype(np.float64), seed_status=status, final_states=final_np,
+        params=params,
+    )
+
+
+# ============================================================================ seeds from task data
+
+
+def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, split: str = "test",
+                  batch_size: int = 64, max_batches: int = 20, seed: int = 0) -> torch.Tensor:
+    """``[n_seeds, N]`` states drawn uniformly from those the model visits on ``task``'s ``split``,
+    plus isotropic Gaussian noise of standard deviation ``noise``."""
+    states = []
+    total = 0
+    with torch.no_grad():
+        for i, batch in enumerate(task.dataloader(split, batch_size)):
+            if i >= max_batches or total >= 20 * n_seeds:
+                break
+            s = model.visited_states(batch).detach()
+            states.append(s)
+            total += len(s)
+    if not states:
+        raise ValueError(f"task {getattr(task, 'name', task)!r} gave no {split} batches")
+    states = torch.cat(states)
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(len(states), (n_seeds,), generator=g) if len(states) < n_seeds else \
+        torch.randperm(len(states), generator=g)[:n_seeds]
+    out = states[pick]
+    if noise > 0:
+        out = out + noise * torch.randn(out.shape, generator=g, dtype=out.dtype)
+    return out
+
+
+@register_analysis("fixed-points", protocol=RecurrentDynamics, version="1")
+def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
+                          tol_unique: float = 1e-3, seed: int = 0, split: str = "test") -> AnalysisResult:
+    """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.
+
+    Summary: seeds per status, unique points with ``q < q_keep``, the median over points of the
+    top three ``|lambda|`` and the top mode's time constant (steps), the fraction of stable points.
+    """
+    seeds = visited_seeds(model, task, n_seeds, noise=noise, split=split, seed=seed)
+    fp = find_fixed_points(model, seeds, q_keep=q_keep, tol_unique=tol_unique)
+    summary: dict[str, Any] = {"convention": CONVENTION, "n_seeds": n_seeds, "n_unique": fp.n_unique,
+                               "n_unique_fixed": int(fp.is_fixed.sum())}
+    summary.update({f"seeds_{k}": v for k, v in fp.status_counts().items()})
+    if fp.n_unique:
+        mod = np.abs(fp.eigenvalues[:, :3])
+        summary.update({
+            "median_q": float(np.median(fp.q)), "max_q": float(fp.q.max()),
+            "median_abs_lambda1": float(np.median(mod[:, 0])),
+            "median_abs_lambda2": float(np.median(mod[:, 1])) if mod.shape[1] > 1 else float("nan"),
+            "median_abs_lambda3": float(np.median(mod[:, 2])) if mod.shape[1] > 2 else float("nan"),
+            "median_tau1_steps": float(np.median(fp.time_constants[:, 0])),
+            "fraction_stable": float(fp.stable.mean()),
+        })
+    summary["time_s"] = float(fp.params.get("total_s", float("nan")))
+    arrays = {"points": fp.points, "q": fp.q, "grad_norm": fp.grad_norm, "eigenvalues": fp.eigenvalues,
+              "seed_status": fp.seed_status, "seed_q": fp.seed_q}
+    return AnalysisResult(summary=summary, arrays=arrays)
