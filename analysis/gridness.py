@@ -1,0 +1,285 @@
+"""Ratemaps, spatial autocorrelograms and gridness scores, vectorised over units.
+
+Gridness follows DeepMind's scorer (Banino et al. 2018, used by Sorscher et al. 2019):
+
+1. spatial autocorrelogram (SAC) of a ratemap ``r [n, n]``: at every lag, the Pearson
+   correlation of ``r`` with its shifted copy over the overlapping (non-NaN) bins; ``[2n-1, 2n-1]``;
+2. the SAC is rotated by 30, 45, 60, 90, 120, 135, 150 degrees (cubic spline,
+   ``scipy.ndimage.rotate(..., reshape=False)``, constant 0 outside);
+3. on a ring mask (inner radius ``0.2 n``, outer radius ``f n`` for ``f`` in
+   ``linspace(0.4, 1.0, 10)``), ``c_a`` = correlation of the SAC with its rotation by ``a``
+   (centred on the ring mean of the unrotated SAC, normalised by its ring variance + 1e-5);
+4. ``score_60 = (c60 + c120)/2 - (c30 + c90 + c150)/3``, ``score_90 = c90 - (c45 + c135)/2``
+   (min/max variant: ``min(c60, c120) - max(c30, c90, c150)``); each score is the maximum over
+   the masks.
+
+Vectorisation: the SAC of every unit at once by FFT (overlap normalisation from the FFTs of the
+masks); the rotation is linear, ``rot(S) = E_a (P S P^T)`` with ``P`` the cubic-spline prefilter
+along one axis and ``E_a`` the sparse spline evaluation at the rotated coordinates, both taken
+from scipy itself once per (size, angle), so all units rotate in one sparse matrix product and
+agree with ``scipy.ndimage.rotate`` to rounding.
+
+Spacing and orientation come from the SAC's local maxima (the six nearest to the centre).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from .protocols import MapStack, SpatialMaps
+from .registry import AnalysisResult, register_analysis
+
+ANGLES = (30, 45, 60, 90, 120, 135, 150)
+MASK_INNER = 0.2
+MASK_OUTER = tuple(np.linspace(0.4, 1.0, 10).tolist())
+
+
+# ----------------------------------------------------------------------------- ratemaps
+
+
+def ratemaps(positions: torch.Tensor, activations: torch.Tensor, bins: int,
+             extent: tuple[float, float, float, float], reduce: str = "mean"):
+    """Bin ``activations [P, U]`` by ``positions [P, 2]`` (x, y) into ``bins x bins`` maps.
+
+    Returns ``maps [U, bins, bins]`` (rows index y, columns x; NaN where a bin was never visited)
+    for ``reduce="mean"``, or ``(sums [U, bins, bins], counts [bins, bins])`` for ``reduce="sum"``.
+    Positions outside ``extent = (xmin, xmax, ymin, ymax)`` are dropped; one ``index_add`` for all units.
+    """
+    positions, activations = torch.as_tensor(positions), torch.as_tensor(activations)
+    if positions.dim() != 2 or positions.shape[1] != 2:
+        raise ValueError(f"positions must be [P, 2], got {tuple(positions.shape)}")
+    if activations.dim() != 2 or activations.shape[0] != positions.shape[0]:
+        raise ValueError(f"activations must be [P, U] with P = {positions.shape[0]}, got {tuple(activations.shape)}")
+    if bins < 1:
+        raise ValueError(f"bins must be positive, got {bins}")
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+    xmin, xmax, ymin, ymax = extent
+    fx = (positions[:, 0].double() - xmin) / (xmax - xmin)
+    fy = (positions[:, 1].double() - ymin) / (ymax - ymin)
+    inside = (fx >= 0) & (fx <= 1) & (fy >= 0) & (fy <= 1) & torch.isfinite(fx) & torch.isfinite(fy)
+    ix = (fx[inside] * bins).long().clamp_(0, bins - 1)
+    iy = (fy[inside] * bins).long().clamp_(0, bins - 1)
+    flat = iy * bins + ix
+    acts = activations[inside].double()
+    sums = torch.zeros(activations.shape[1], bins * bins, dtype=torch.float64).index_add_(1, flat, acts.T)
+    counts = torch.bincount(flat, minlength=bins * bins).double()
+    if reduce == "sum":
+        return sums.reshape(-1, bins, bins), counts.reshape(bins, bins)
+    maps = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
+    return maps.reshape(-1, bins, bins)
+
+
+# ----------------------------------------------------------------------------- autocorrelograms
+
+
+def _as_stack(maps) -> np.ndarray:
+    if isinstance(maps, MapStack):
+        maps = maps.maps
+    if isinstance(maps, torch.Tensor):
+        maps = maps.detach().cpu().numpy()
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2] or maps.shape[1] < 3:
+        raise ValueError(f"maps must be square, [U, n, n] with n >= 3, got {maps.shape}")
+    if np.isinf(maps).any():
+        raise ValueError("maps hold inf values (NaN marks unvisited bins; inf is not allowed)")
+    return maps
+
+
+def autocorrelograms(maps) -> np.ndarray:
+    """Overlap-normalised spatial autocorrelograms ``[U, 2n-1, 2n-1]`` of ``maps [U, n, n]``.
+
+    At lag ``k`` the value is the Pearson correlation of ``r(x)`` and ``r(x + k)`` over bins where
+    both are defined (NaN bins are excluded), as DeepMind's ``calculate_sac``; undefined lags
+    (zero variance, e.g. a single overlapping bin) are 0. Lag ``(0, 0)`` sits at ``[n-1, n-1]``.
+    """
+    maps = _as_stack(maps)
+    n = maps.shape[1]
+    valid = (~np.isnan(maps)).astype(np.float64)
+    x = np.nan_to_num(maps)
+    size = (2 * n - 1, 2 * n - 1)
+
+    def corr(a, b):  # full convolution of a with b rotated by 180 degrees, i.e. a cross-correlation
+        fa = np.fft.rfft2(a, size)
+        fb = np.fft.rfft2(b[:, ::-1, ::-1], size)
+        return np.fft.irfft2(fa * fb, size)
+
+    prod = corr(x, x)
+    sum1 = corr(valid, x)          # sum of r over the overlap (as filter2(seq1, ones_seq2))
+    sum2 = corr(x, valid)
+    sq1 = corr(valid, x**2)
+    sq2 = corr(x**2, valid)
+    nb = np.rint(corr(valid, valid))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var1 = sq1 / nb - (sum1 / nb) ** 2
+        var2 = sq2 / nb - (sum2 / nb) ** 2
+        cov = prod / nb - sum1 * sum2 / nb**2
+        # variances that vanish up to FFT rounding are exactly zero (a single or constant overlap)
+        tol = 1e-10 * np.maximum(np.abs(sq1 / nb), np.abs(sq2 / nb)) + 1e-300
+        degenerate = (nb < 1) | (var1 <= tol) | (var2 <= tol)
+        sac = cov / np.sqrt(np.where(degenerate, 1.0, var1 * var2))
+    sac[degenerate] = 0.0
+    return np.nan_to_num(sac)
+
+
+# ----------------------------------------------------------------------------- rotation and masks
+
+
+@lru_cache(maxsize=8)
+def _rotation_operator(size: int, angles: tuple[int, ...]):
+    """``(P [size, size], E sparse [len(angles) * size^2, size^2])`` with
+    ``rotate(S, a) = (E_a @ vec(P S P^T))`` exactly as ``scipy.ndimage.rotate(S, a, reshape=False)``."""
+    import scipy.sparse as sp
+    from scipy import ndimage
+
+    prefilter = ndimage.spline_filter1d(np.eye(size), order=3, axis=0, mode="constant")
+    basis = np.eye(size * size).reshape(size * size, size, size)
+    blocks = []
+    for angle in angles:
+        cols = ndimage.rotate(basis, angle, axes=(2, 1), reshape=False, order=3, mode="constant",
+                              cval=0.0, prefilter=False)  # [basis j, out pixel] = E[out, j]
+        dense = cols.reshape(size * size, size * size).T
+        dense[np.abs(dense) < 1e-15] = 0.0
+        blocks.append(sp.csr_matrix(dense))
+    return prefilter, sp.vstack(blocks).tocsr()
+
+
+def rotate_stack(sacs: np.ndarray, angles=ANGLES) -> np.ndarray:
+    """All ``sacs [U, m, m]`` rotated by each angle (degrees): ``[len(angles), U, m, m]``.
+
+    Equal to ``scipy.ndimage.rotate(sac, angle, reshape=False)`` (cubic spline, zeros outside)."""
+    sacs = np.asarray(sacs, dtype=np.float64)
+    u, m, _ = sacs.shape
+    prefilter, op = _rotation_operator(m, tuple(int(a) if float(a).is_integer() else float(a) for a in angles))
+    coeffs = prefilter @ sacs @ prefilter.T                  # [U, m, m] spline coefficients
+    out = op @ coeffs.reshape(u, m * m).T                     # [A * m^2, U]
+    return out.T.reshape(u, len(angles), m, m).transpose(1, 0, 2, 3)
+
+
+def ring_masks(n: int, inner: float = MASK_INNER, outer=MASK_OUTER) -> np.ndarray:
+    """Ring masks ``[len(outer), 2n-1, 2n-1]`` (1 inside): ``inner * n < r <= outer_i * n``, with ``r``
+    the distance in bins from the SAC centre (DeepMind's ``circle_mask`` differences)."""
+    size = 2 * n - 1
+    half = size // 2
+    coords = np.linspace(-half, half, size)
+    r = np.sqrt(coords[None, :] ** 2 + coords[:, None] ** 2)
+    outer = np.atleast_1d(np.asarray(outer, dtype=np.float64))
+    return ((r[None] <= outer[:, None, None] * n) & ~(r[None] <= inner * n)).astype(np.float64)
+
+
+def _scores_from(sacs: np.ndarray, rotated: np.ndarray, masks: np.ndarray, min_max: bool):
+    """Scores ``[U, M]`` (score_60, score_90) for every unit and mask."""
+    u = sacs.shape[0]
+    s = sacs.reshape(u, -1)
+    r = rotated.reshape(rotated.shape[0], u, -1)                 # [A, U, P]
+    mk = masks.reshape(masks.shape[0], -1)                       # [M, P]
+    area = mk.sum(1)                                             # [M]
+    mean = s @ mk.T / area                                       # [U, M]
+    # sum_ring (s - mean)^2 and sum_ring (s - mean) * (rot - mean); the ring sum of (s - mean) is 0
+    var = ((s**2) @ mk.T - 2 * mean * (s @ mk.T) + mean**2 * area) / area + 1e-5
+    cross = ((s[None] * r) @ mk.T - mean[None] * (r @ mk.T)) / area   # [A, U, M]
+    c = dict(zip(ANGLES, cross / var[None]))
+    if min_max:
+        s60 = np.minimum(c[60], c[120]) - np.maximum(c[30], np.maximum(c[90], c[150]))
+    else:
+        s60 = (c[60] + c[120]) / 2 - (c[30] + c[90] + c[150]) / 3
+    s90 = c[90] - (c[45] + c[135]) / 2
+    return s60, s90
+
+
+def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer=MASK_OUTER,
+                chunk: int = 512) -> dict[str, np.ndarray]:
+    """Gridness of every map in ``maps [U, n, n]`` (array, tensor or :class:`MapStack`).
+
+    Returns ``score_60 [U]``, ``score_90 [U]`` (max over ring masks), ``mask_60 [U]``, ``mask_90 [U]``
+    (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. Units are processed in chunks of
+    ``chunk`` to bound memory; every step inside a chunk is a batched array operation.
+    """
+    maps = _as_stack(maps)
+    n = maps.shape[1]
+    masks = ring_masks(n, inner, outer)
+    out: dict[str, list[np.ndarray]] = {"score_60": [], "score_90": [], "mask_60": [], "mask_90": [], "sac": []}
+    for start in range(0, maps.shape[0], chunk):
+        sacs = autocorrelograms(maps[start:start + chunk])
+        s60, s90 = _scores_from(sacs, rotate_stack(sacs), masks, min_max)
+        out["score_60"].append(s60.max(1))
+        out["score_90"].append(s90.max(1))
+        out["mask_60"].append(s60.argmax(1))
+        out["mask_90"].append(s90.argmax(1))
+        out["sac"].append(sacs)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- spacing and orientation
+
+
+def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> dict[str, np.ndarray]:
+    """Spacing and orientation of each SAC ``[U, m, m]`` from its ``n_peaks`` nearest local maxima.
+
+    A peak is a positive 3 x 3 local maximum at least 2 bins from the centre. Returns
+    ``spacing [U]`` (median distance of the peaks, in the units of ``bin_size``, NaN with fewer
+    than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the smallest peak angle mod 60) and
+    ``n_found [U]``.
+    """
+    sacs = np.asarray(sacs, dtype=np.float64)
+    u, m, _ = sacs.shape
+    t = torch.from_numpy(sacs)[:, None]
+    pooled = torch.nn.functional.max_pool2d(t, 3, stride=1, padding=1)[:, 0].numpy()
+    c = (m - 1) / 2
+    yy, xx = np.mgrid[0:m, 0:m] - c
+    dist = np.hypot(xx, yy)
+    is_peak = (sacs >= pooled) & (sacs > 0) & (dist[None] >= 2)
+    d = np.where(is_peak, dist[None], np.inf).reshape(u, -1)
+    k = min(n_peaks, d.shape[1])
+    order = np.argsort(d, axis=1)[:, :k]
+    nearest = np.take_along_axis(d, order, axis=1)                        # [U, k]
+    found = np.isfinite(nearest)
+    n_found = found.sum(1)
+    spacing = np.nanmedian(np.where(found, nearest, np.nan), axis=1) if k else np.full(u, np.nan)
+    angles = np.degrees(np.arctan2(-yy.ravel()[order], xx.ravel()[order])) % 60.0   # y up
+    orientation = np.where(found, angles, np.inf).min(1)
+    spacing = np.where(n_found >= 3, spacing * bin_size, np.nan)
+    orientation = np.where(n_found >= 3, orientation, np.nan)
+    return {"spacing": spacing, "orientation": orientation, "n_found": n_found}
+
+
+# ----------------------------------------------------------------------------- the analysis
+
+
+@register_analysis("gridness", protocol=SpatialMaps, version="1")
+def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
+             threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
+    """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing.
+
+    ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them (ratemaps).
+    """
+    import inspect
+
+    params = inspect.signature(model.spatial_maps).parameters
+    options = {k: v for k, v in {"n_positions": n_positions, "bins": bins, "task": task}.items() if k in params}
+    stack = model.spatial_maps(**options)
+    scores = grid_scores(stack, min_max=min_max)
+    n = stack.maps.shape[-1]
+    bin_size = (stack.extent[1] - stack.extent[0]) / n
+    geom = grid_geometry(scores["sac"], bin_size)
+    s60 = scores["score_60"]
+    grid = s60 > threshold_lenient
+    spacing_grid = geom["spacing"][grid]
+    summary: dict[str, Any] = {
+        "n_maps": int(len(s60)),
+        "median_score_60": float(np.median(s60)),
+        "median_score_90": float(np.median(scores["score_90"])),
+        "max_score_60": float(s60.max()),
+        "grid_fraction_0.3": float((s60 > threshold_lenient).mean()),
+        "grid_fraction_0.8": float((s60 > threshold_strict).mean()),
+        f"median_spacing_{stack.units}": float(np.nanmedian(spacing_grid)) if np.isfinite(spacing_grid).any() else float("nan"),
+    }
+    arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],
+              "orientation": geom["orientation"]}
+    return AnalysisResult(summary=summary, arrays=arrays)

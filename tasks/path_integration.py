@@ -1,0 +1,231 @@
+"""Path integration in a square box with place-cell targets (Sorscher, Mel, Ganguli, Ocko 2019).
+
+An agent runs a smooth random walk in a ``box_width x box_height`` box centred at the origin;
+the network receives its Cartesian velocity at each step (and a linear encoding of the
+place-cell code at the start position as its initial state) and must output the place-cell
+code of its current position.
+
+Trajectories (the authors' generator, vectorised over the batch; dt = 0.02 s)::
+
+    turn_t  ~ N(0, sigma_turn = 11.52 rad/s) * dt          (rad per step)
+    speed_t ~ Rayleigh(b = 0.13 * 2 pi m/s)                 (m/s)
+    near a wall (distance < 0.03 m) and heading towards it (|angle to wall normal| < pi/2):
+        turn by sign(a) * (pi/2 - |a|) and slow down to 0.25 x speed
+    x_{t+1} = x_t + speed_t * dt * (cos hd_t, sin hd_t),   hd_{t+1} = hd_t + turn_t
+
+Place cells (``n_place_cells`` centres ``c_j`` uniform in the box, drawn from a FIXED seed so
+every model shares them), tuning width ``sigma`` (m), surround VARIANCE ratio ``s``::
+
+    p_j(x) = softmax_j(-|x - c_j|^2 / 2 sigma^2) - softmax_j(-|x - c_j|^2 / (2 s sigma^2)),
+    then shifted by |min_j p_j| and renormalised to sum 1 (a distribution over cells).
+
+``dog=False`` gives plain Gaussian (softmax) place cells; ``periodic=True`` a torus.
+
+Batch (batch first): ``(velocity [B, T, 2] m/step, init_code [B, Np], target_code [B, T, Np],
+position [B, T, 2] m)``. Loss: softmax cross-entropy ``-sum_j p_j log softmax(logits)_j``,
+averaged over batch and time. Decoding: the mean centre of the 3 most active output cells.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import GeneratedBatches, Task
+
+_SPLIT_OFFSET = {"train": 0, "val": 10_000_019, "test": 20_000_003}
+
+
+class PlaceCells:
+    """Difference-of-Gaussians (or Gaussian) place cells with fixed centres.
+
+    ``centres [Np, 2]`` in m, drawn uniformly in the box from ``Generator(centre_seed)``.
+    ``activation(pos [..., 2]) -> [..., Np]`` (non-negative, sums to 1 over cells).
+    """
+
+    def __init__(self, n: int = 512, sigma: float = 0.12, surround_scale: float = 2.0, dog: bool = True,
+                 periodic: bool = False, box_width: float = 2.2, box_height: float = 2.2, centre_seed: int = 0):
+        if n < 3:
+            raise ValueError(f"need at least 3 place cells (top-3 decoding), got {n}")
+        if sigma <= 0 or surround_scale <= 1.0 and dog:
+            raise ValueError(f"need sigma > 0 and surround_scale > 1 for DoG cells, got {sigma}, {surround_scale}")
+        self.n, self.sigma, self.surround_scale, self.dog, self.periodic = n, sigma, surround_scale, dog, periodic
+        self.box = (float(box_width), float(box_height))
+        g = torch.Generator().manual_seed(centre_seed)
+        unit = torch.rand(n, 2, generator=g, dtype=torch.float64)
+        self.centres = ((unit - 0.5) * torch.tensor(self.box, dtype=torch.float64)).float()
+
+    def sq_dist(self, pos: torch.Tensor) -> torch.Tensor:
+        """Squared distance ``[..., Np]`` from ``pos [..., 2]`` to every centre (wrapped on a torus)."""
+        dx = (pos[..., 0:1] - self.centres[:, 0]).abs()
+        dy = (pos[..., 1:2] - self.centres[:, 1]).abs()
+        if self.periodic:
+            dx = torch.minimum(dx, self.box[0] - dx)
+            dy = torch.minimum(dy, self.box[1] - dy)
+        return dx * dx + dy * dy
+
+    def activation(self, pos: torch.Tensor) -> torch.Tensor:
+        if pos.shape[-1] != 2:
+            raise ValueError(f"positions must be [..., 2], got {tuple(pos.shape)}")
+        norm2 = self.sq_dist(pos.float())
+        out = torch.softmax(-norm2 / (2 * self.sigma**2), dim=-1)
+        if self.dog:
+            out = out - torch.softmax(-norm2 / (2 * self.surround_scale * self.sigma**2), dim=-1)
+            out = out + out.min(-1, keepdim=True).values.abs()
+            out = out / out.sum(-1, keepdim=True)
+        return out
+
+    def decode(self, code: torch.Tensor, k: int = 3) -> torch.Tensor:
+        """Position ``[..., 2]``: the mean centre of the ``k`` most active cells of ``code [..., Np]``."""
+        idx = code.topk(k, dim=-1).indices
+        return self.centres[idx].mean(-2)
+
+
+class PathIntegration(Task):
+    """The path-integration task; see the module docstring for the generative model and units."""
+
+    name = "path-integration"
+
+    def __init__(self, seed: int = 0, n_place_cells: int = 512, place_cell_rf: float = 0.12,
+                 surround_scale: float = 2.0, dog: bool = True, periodic: bool = False,
+                 box_width: float = 2.2, box_height: float = 2.2, sequence_length: int = 20,
+                 dt: float = 0.02, centre_seed: int = 0, batches_per_epoch: int = 1000,
+                 eval_batches: int = 10, ratemap_positions: int = 200_000, ratemap_bins: int = 20):
+        super().__init__(seed)
+        if sequence_length < 1 or dt <= 0 or box_width <= 0 or box_height <= 0:
+            raise ValueError("sequence_length, dt and the box size must be positive")
+        self.place_cells = PlaceCells(n_place_cells, place_cell_rf, surround_scale, dog, periodic,
+                                      box_width, box_height, centre_seed)
+        self.box_width, self.box_height = float(box_width), float(box_height)
+        self.periodic, self.sequence_length, self.dt = periodic, int(sequence_length), float(dt)
+        self.batches_per_epoch, self.eval_batches = int(batches_per_epoch), int(eval_batches)
+        self.ratemap_positions, self.ratemap_bins = int(ratemap_positions), int(ratemap_bins)
+        self.turn_sigma = 11.52          # rad/s, sd of the rotational velocity
+        self.speed_scale = 0.13 * 2 * math.pi  # m/s, Rayleigh scale b
+        self.border = 0.03               # m
+        self.options = dict(n_place_cells=n_place_cells, place_cell_rf=place_cell_rf,
+                            surround_scale=surround_scale, dog=dog, periodic=periodic, box_width=box_width,
+                            box_height=box_height, sequence_length=sequence_length, dt=dt, centre_seed=centre_seed)
+
+    # -- trajectories ------------------------------------------------------------------------
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        return (-self.box_width / 2, self.box_width / 2, -self.box_height / 2, self.box_height / 2)
+
+    def _avoid_wall(self, pos: torch.Tensor, hd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(near_wall [B] bool, turn [B] rad)`` for positions ``[B, 2]`` and headings ``[B]``."""
+        x, y = pos[:, 0], pos[:, 1]
+        w, h = self.box_width / 2, self.box_height / 2
+        dists = torch.stack([w - x, h - y, w + x, h + y], dim=-1)
+        d_wall, which = dists.min(-1)
+        theta = which.to(hd.dtype) * (math.pi / 2)  # outward normal of the nearest wall
+        a = torch.remainder(torch.remainder(hd, 2 * math.pi) - theta + math.pi, 2 * math.pi) - math.pi
+        near = (d_wall < self.border) & (a.abs() < math.pi / 2)
+        turn = torch.where(near, torch.sign(a) * (math.pi / 2 - a.abs()), torch.zeros_like(a))
+        return near, turn
+
+    def trajectories(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Raw trajectories: ``position [B, T+2, 2]`` (m), ``heading [B, T+2]`` (rad),
+        ``speed [B, T+1]`` (m per step), all float64, from ``generator`` only."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        B, T, dt = batch_size, self.sequence_length, self.dt
+        f64 = torch.float64
+        pos = torch.zeros(B, T + 2, 2, dtype=f64)
+        hd = torch.zeros(B, T + 2, dtype=f64)
+        pos[:, 0, 0] = (torch.rand(B, generator=generator, dtype=f64) - 0.5) * self.box_width
+        pos[:, 0, 1] = (torch.rand(B, generator=generator, dtype=f64) - 0.5) * self.box_height
+        hd[:, 0] = torch.rand(B, generator=generator, dtype=f64) * 2 * math.pi
+        random_turn = torch.randn(B, T + 1, generator=generator, dtype=f64) * self.turn_sigma
+        # Rayleigh(b) = b * sqrt(-2 log U)
+        u = torch.rand(B, T + 1, generator=generator, dtype=f64).clamp_min(1e-300)
+        random_speed = self.speed_scale * torch.sqrt(-2.0 * torch.log(u))
+        step = torch.zeros(B, T + 1, dtype=f64)
+        for t in range(T + 1):  # a loop over time only; every step is vectorised over the batch
+            v = random_speed[:, t]
+            if self.periodic:
+                turn = torch.zeros(B, dtype=f64)
+            else:
+                near, turn = self._avoid_wall(pos[:, t], hd[:, t])
+                v = torch.where(near, 0.25 * v, v)
+            turn = turn + dt * random_turn[:, t]
+            step[:, t] = v * dt
+            direction = torch.stack([torch.cos(hd[:, t]), torch.sin(hd[:, t])], dim=-1)
+            pos[:, t + 1] = pos[:, t] + step[:, t, None] * direction
+            hd[:, t + 1] = hd[:, t] + turn
+        if self.periodic:
+            box = torch.tensor([self.box_width, self.box_height], dtype=f64)
+            pos = torch.remainder(pos + box / 2, box) - box / 2
+        hd = torch.remainder(hd + math.pi, 2 * math.pi) - math.pi
+        return {"position": pos, "heading": hd, "speed": step}
+
+    def make_batch(self, generator: torch.Generator, batch_size: int = 200) -> tuple[torch.Tensor, ...]:
+        """One batch ``(velocity [B,T,2], init_code [B,Np], target_code [B,T,Np], position [B,T,2])``.
+
+        As in the authors' code: the velocity of step t moves the agent from ``position[t-1]``
+        to ``position[t]`` (``init`` is the position before the first step)."""
+        traj = self.trajectories(batch_size, generator)
+        speed, hd, pos = traj["speed"][:, 1:], traj["heading"][:, 1:-1], traj["position"]
+        velocity = torch.stack([speed * torch.cos(hd), speed * torch.sin(hd)], dim=-1).float()
+        target_pos = pos[:, 2:].float()
+        init_pos = pos[:, 1].float()
+        return (velocity, self.place_cells.activation(init_pos), self.place_cells.activation(target_pos), target_pos)
+
+    # -- Task interface -------------------------------------------------------------------------
+    def dataloader(self, split: str, batch_size: int):
+        if split not in _SPLIT_OFFSET:
+            raise ValueError(f"unknown split {split!r}; use train, val or test")
+        n = self.batches_per_epoch if split == "train" else self.eval_batches
+        seed = self.seed + _SPLIT_OFFSET[split]
+        return GeneratedBatches(lambda g: self.make_batch(g, batch_size), n, seed).loader()
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.name, "source": "generated trajectories (Sorscher et al. 2019 generator)",
+                "seed": self.seed, **self.options, "turn_sigma_rad_s": self.turn_sigma,
+                "speed_rayleigh_b_m_s": self.speed_scale, "border_m": self.border,
+                "batches_per_epoch": self.batches_per_epoch}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"n_place_cells": self.place_cells.n}
+
+    def example_batch(self, batch_size: int = 4, model: torch.nn.Module | None = None):
+        return self.make_batch(torch.Generator().manual_seed(self.seed + _SPLIT_OFFSET["val"]), batch_size)
+
+    def forward(self, model: torch.nn.Module, batch) -> torch.Tensor:
+        """Logits ``[B, T, Np]`` of the model on ``(velocity, init_code, ...)``."""
+        return model(batch[0], batch[1])
+
+    def loss(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy ``-mean_{b,t} sum_j p_j log softmax(z)_j`` (one pass, ``log_softmax``)."""
+        velocity, init_code, target, position = batch
+        if target.shape[-1] != self.place_cells.n:
+            raise ValueError(f"targets have {target.shape[-1]} cells, task has {self.place_cells.n}")
+        logits = self.forward(model, batch)
+        if logits.shape != target.shape:
+            raise ValueError(f"model output {tuple(logits.shape)} does not match targets {tuple(target.shape)}")
+        loss = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+        with torch.no_grad():
+            decoded = self.place_cells.decode(logits.detach(), k=3)
+            err_cm = 100.0 * (decoded - position).norm(dim=-1).mean()
+        return loss, {"decoding_error_cm": err_cm}
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 200,
+                 max_batches: int | None = None, gridness: bool = True) -> dict[str, float]:
+        """Loss and decoding error on ``split``; with ``gridness`` also the fraction of units whose
+        score_60 exceeds 0.3 and 0.8 (ratemaps of every unit from ``ratemap_positions`` positions)."""
+        metrics = super().evaluate(model, split, batch_size, max_batches)
+        if gridness and hasattr(model, "spatial_maps"):
+            from analysis.gridness import grid_scores
+
+            maps = model.spatial_maps(task=self, n_positions=self.ratemap_positions, bins=self.ratemap_bins,
+                                      seed=self.seed + _SPLIT_OFFSET[split] + 7)
+            scores = grid_scores(maps.maps)
+            s60 = scores["score_60"]
+            metrics["grid_fraction_0.3"] = float((s60 > 0.3).mean())
+            metrics["grid_fraction_0.8"] = float((s60 > 0.8).mean())
+            metrics["median_score_60"] = float(np.median(s60))
+        return metrics

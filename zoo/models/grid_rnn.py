@@ -1,0 +1,145 @@
+"""The grid-cell RNN of Sorscher, Mel, Ganguli & Ocko (NeurIPS 2019): path integration with a ReLU RNN.
+
+    g_0     = W_enc p(x_0)                               (no nonlinearity, no bias)
+    g_t     = phi(W_hh g_{t-1} + W_ih v_t)               (phi = ReLU; no bias)
+    z_t     = W_dec g_t                                  (logits over place cells)
+    loss    = -sum_j p_j(x_t) log softmax(z_t)_j         (see tasks.path_integration)
+
+Shapes: velocity ``v [B, T, 2]`` (m per step), initial place-cell code ``p [B, Np]``, hidden
+``g [B, T, N]``, logits ``[B, T, Np]``. Weight decay applies to ``W_hh`` only
+(:meth:`GridRNN.optimizer_param_groups`).
+
+Provides :class:`~analysis.protocols.RecurrentDynamics` (state ``g``, input ``v``; ``step``
+reproduces ``forward`` exactly) and :class:`~analysis.protocols.SpatialMaps` (ratemaps of every
+unit from fresh trajectories, binned by :func:`analysis.gridness.ratemaps`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import register
+
+_NONLINEARITIES = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+class GridRNN(nn.Module):
+    """``forward(velocity [B,T,2], init_code [B,Np]) -> logits [B,T,Np]``; ``hidden(...) -> g [B,T,N]``."""
+
+    def __init__(self, hidden_size: int = 4096, n_place_cells: int = 512, activation: str = "relu",
+                 seed: int = 0):
+        super().__init__()
+        if activation not in _NONLINEARITIES:
+            raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(_NONLINEARITIES)}")
+        if hidden_size < 1 or n_place_cells < 1:
+            raise ValueError(f"hidden_size and n_place_cells must be positive, got {hidden_size}, {n_place_cells}")
+        self.activation, self.phi = activation, _NONLINEARITIES[activation]
+        self.hidden_size, self.n_place_cells = hidden_size, n_place_cells
+        self.state_size, self.input_size = hidden_size, 2
+        # PyTorch's defaults for Linear / RNN: U(-1/sqrt(fan), 1/sqrt(fan)), from a seeded generator.
+        g = torch.Generator().manual_seed(seed)
+
+        def uniform(shape, fan):
+            bound = 1.0 / math.sqrt(fan)
+            return nn.Parameter((torch.rand(*shape, generator=g) * 2 - 1) * bound)
+
+        self.encoder = uniform((hidden_size, n_place_cells), n_place_cells)
+        self.weight_ih = uniform((hidden_size, 2), hidden_size)
+        self.weight_hh = uniform((hidden_size, hidden_size), hidden_size)
+        self.decoder = uniform((n_place_cells, hidden_size), hidden_size)
+
+    # -- forward -------------------------------------------------------------------------------
+    def initial_state(self, init_code: torch.Tensor) -> torch.Tensor:
+        """``g_0 = W_enc p(x_0)``: ``[B, Np] -> [B, N]``."""
+        if init_code.dim() != 2 or init_code.shape[-1] != self.n_place_cells:
+            raise ValueError(f"init_code must be [B, {self.n_place_cells}], got {tuple(init_code.shape)}")
+        return init_code @ self.encoder.T
+
+    def step(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One step ``g_t = phi(W_hh g_{t-1} + W_ih v_t)`` on ``h [B, N]``, ``x [B, 2]``."""
+        return self.phi(h @ self.weight_hh.T + x @ self.weight_ih.T)
+
+    def hidden(self, velocity: torch.Tensor, init_code: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``[B, T, N]`` (after the nonlinearity) for ``velocity [B, T, 2]``."""
+        if velocity.dim() != 3 or velocity.shape[-1] != 2:
+            raise ValueError(f"velocity must be [B, T, 2], got {tuple(velocity.shape)}")
+        if not torch.isfinite(velocity).all():
+            raise ValueError("velocity holds NaN or inf")
+        h = self.initial_state(init_code)
+        if h.shape[0] != velocity.shape[0]:
+            raise ValueError(f"batch sizes differ: velocity {velocity.shape[0]}, init_code {h.shape[0]}")
+        drive = velocity @ self.weight_ih.T  # [B, T, N], all input projections at once
+        states = []
+        for t in range(velocity.shape[1]):
+            h = self.phi(h @ self.weight_hh.T + drive[:, t])
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+    def forward(self, velocity: torch.Tensor, init_code: torch.Tensor) -> torch.Tensor:
+        return self.hidden(velocity, init_code) @ self.decoder.T
+
+    # -- training ------------------------------------------------------------------------------
+    def optimizer_param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Weight decay on ``W_hh`` only. The authors add ``weight_decay * ||W_hh||^2`` to the loss,
+        whose gradient is ``2 * weight_decay * W_hh``; the optimizer's (coupled, Adam) decay adds
+        ``lambda * W_hh``, so ``lambda = 2 * weight_decay`` reproduces their objective."""
+        others = [self.encoder, self.weight_ih, self.decoder]
+        return [{"params": [self.weight_hh], "weight_decay": 2.0 * weight_decay},
+                {"params": others, "weight_decay": 0.0}]
+
+    # -- protocols -----------------------------------------------------------------------------
+    def visited_states(self, batch) -> torch.Tensor:
+        """States ``[B * T, N]`` visited on a task batch ``(velocity, init_code, ...)``."""
+        with torch.no_grad():
+            return self.hidden(batch[0], batch[1]).reshape(-1, self.hidden_size)
+
+    @torch.no_grad()
+    def spatial_maps(self, task=None, n_positions: int = 200_000, bins: int = 20, seed: int = 12345,
+                     batch_size: int = 500):
+        """Ratemaps ``[N, bins, bins]`` of every unit (mean activity per position bin, rows = y,
+        columns = x) from ``n_positions`` positions of fresh trajectories of ``task`` (default: the
+        path-integration task with its default options)."""
+        from analysis.gridness import ratemaps
+        from analysis.protocols import MapStack
+
+        if task is None:
+            from tasks import get_task
+
+            task = get_task("path-integration", n_place_cells=self.n_place_cells)
+        if n_positions < 1 or bins < 2:
+            raise ValueError(f"need n_positions >= 1 and bins >= 2, got {n_positions}, {bins}")
+        g = torch.Generator().manual_seed(seed)
+        per_batch = batch_size * task.sequence_length
+        n_batches = max(1, math.ceil(n_positions / per_batch))
+        sums = torch.zeros(self.hidden_size, bins * bins, dtype=torch.float64)
+        counts = torch.zeros(bins * bins, dtype=torch.float64)
+        for _ in range(n_batches):
+            velocity, init_code, _, position = task.make_batch(g, batch_size)
+            states = self.hidden(velocity, init_code).reshape(-1, self.hidden_size)
+            s, c = ratemaps(position.reshape(-1, 2), states, bins, task.extent, reduce="sum")
+            sums += s.reshape(self.hidden_size, -1).double()
+            counts += c.reshape(-1).double()
+        maps = (sums / counts).where(counts > 0, torch.full_like(sums, float("nan")))
+        return MapStack(maps=maps.reshape(self.hidden_size, bins, bins).float(), extent=task.extent, units="m")
+
+
+_PAPER_RECIPE = "the paper's network: --set hidden_size=4096 --max-steps 100000"
+
+
+@register(
+    "path-integration/rnn-relu", task="path-integration", weights="file", paper="sorscher2019",
+    recipe={"batch_size": 200, "lr": 1e-4, "optimizer": "adam", "weight_decay": 1e-4, "max_steps": 15000,
+            "limit_val_batches": 2, "eval_batch_size": 200, "storage_dtype": "float16"},
+    description="ReLU RNN path integrator (Sorscher et al. 2019): velocity in, DoG place-cell code out; "
+                "grid-like units emerge in the hidden layer.",
+    notes="Shipped network is smaller and shorter-trained than the paper's (trained on one CPU core in about "
+          "40 min, see the card's config and training); " + _PAPER_RECIPE + " reproduces the paper's recipe.",
+)
+def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activation: str = "relu",
+             seed: int = 0) -> GridRNN:
+    """ReLU RNN of the grid-cell paper (no bias, encoder of the initial place-cell code, decoder)."""
+    return GridRNN(hidden_size, n_place_cells or 512, activation, seed)
