@@ -30,8 +30,9 @@ def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(J_h [K, N, N], J_x [K, N, I])`` of ``F`` at ``points [K, N]`` and ``inputs`` (``[I]`` or ``[K, I]``)."""
     step, _ = _as_step(dynamics)
-    dtype = _dtype(dynamics)
-    h = torch.as_tensor(points).to(dtype)
+    h = torch.as_tensor(points)
+    dtype = _dtype(dynamics, h.dtype if h.is_floating_point() else torch.get_default_dtype())
+    h = h.to(dtype)
     x = torch.as_tensor(inputs).to(dtype)
     if h.ndim != 2:
         raise ValueError(f"points must be [K, N], got shape {tuple(h.shape)}")
@@ -43,12 +44,13 @@ def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch
     return state_jacobians(step, h, x), input_jacobians(step, h, x)
 
 
-def _dtype(dynamics: Any) -> torch.dtype:
+def _dtype(dynamics: Any, default: torch.dtype) -> torch.dtype:
+    """The model's parameter dtype; ``default`` for plain callables."""
     if isinstance(dynamics, torch.nn.Module):
         for p in dynamics.parameters():
             if p.is_floating_point():
                 return p.dtype
-    return torch.get_default_dtype()
+    return default
 
 
 class LinearisedSystem:
@@ -61,7 +63,7 @@ class LinearisedSystem:
     def __init__(self, dynamics: Any, fp: FixedPoints):
         if fp.n_unique == 0:
             raise ValueError("no fixed points to linearise around")
-        dtype = _dtype(dynamics)
+        dtype = _dtype(dynamics, torch.float64)
         self.points = torch.as_tensor(fp.points).to(dtype)
         self.x_star = torch.as_tensor(fp.input).to(dtype)
         self.J_h, self.J_x = jacobians_at(dynamics, self.points, self.x_star)
