@@ -1,0 +1,382 @@
+"""Sentiment classifiers of Maheswaranathan et al. (NeurIPS 2019): four RNNs and a bag of words.
+
+Every model embeds tokens, ``x_t = E[w_t]`` (``E`` : [V, E_dim], row 0 = padding = 0), and reads
+out class logits linearly, ``z = W_out s + b_out`` (one logit for two classes,
+``p(positive) = sigmoid(z)``; K logits otherwise). The recurrent models update a state
+``h_{t+1} = F(h_t, x_t)`` from ``h_0 = 0`` and read out the state at each review's last real
+token (padding never enters the state, so batching does not change results):
+
+* vanilla: ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (``torch.nn.RNN``)
+* GRU:     ``r = s(W_ir x + b_ir + W_hr h + b_hr)``, ``u = s(W_iz x + b_iz + W_hz h + b_hz)``,
+           ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - u) * n + u * h``
+           (``torch.nn.GRU``)
+* LSTM:    ``[i, f, g, o] = W_ih x + b_ih + W_hh h + b_hh``, ``c' = s(f) c + s(i) tanh(g)``,
+           ``h' = s(o) tanh(c')``; flat state ``[h, c]`` (N = 2H), readout from ``h`` only
+           (``torch.nn.LSTM``)
+* UGRNN (update-gate RNN, Collins, Sohl-Dickstein & Sussillo, ICLR 2017):
+           ``[c, g] = W_ix x + W_hh h + b``, ``h' = s(g + 1) * h + (1 - s(g + 1)) * tanh(c)``
+           (``b`` initialised so the gate starts open towards memory, i.e. the +1 is a bias init)
+
+``s`` is the logistic sigmoid. Each recurrent model provides
+:class:`analysis.protocols.RecurrentDynamics` on flat states ``[B, N]``: ``step(h, x)``
+reproduces the forward pass to float precision, ``visited_states``, ``initial_state``,
+``embed``, ``readout_weights`` [C, N] / ``readout_bias`` [C] (zeros on an LSTM's ``c`` half),
+``vocab`` and ``encode``. The bag of words, ``z = W_out mean_t(x_t) + b_out``, is not recurrent.
+
+The vocabulary is part of the config (filled from the task at train time), so a loaded model
+encodes raw text with no data present: ``model.predict(["a gripping film"]) -> [B, K]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from tasks.sentiment import PAD_ID, encode_texts, tokenize, truncate as _truncate, UNK_ID
+
+from ..registry import register
+
+CELLS = ("vanilla", "gru", "lstm", "ugrnn")
+_CHUNK = 2048  # tokens per streamed chunk when predict() sees a text longer than this and no max_len
+
+
+class _TextModel(nn.Module):
+    """Vocabulary, embedding and readout shared by every sentiment model."""
+
+    def __init__(self, vocab: Sequence[str] | None, embed_size: int, num_classes: int | None, max_len: int | None,
+                 truncate: str | None):
+        super().__init__()
+        if vocab is None:
+            raise ValueError("a sentiment model needs its vocabulary: build it with zoo.load(...) or pass vocab=[...]")
+        vocab = list(vocab)
+        if len(vocab) < 2 or vocab[PAD_ID] != "<pad>" or vocab[UNK_ID] != "<unk>":
+            raise ValueError("vocab must start with '<pad>', '<unk>' (as tasks.sentiment builds it)")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError("vocab holds duplicate words")
+        num_classes = 2 if num_classes is None else int(num_classes)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.vocab = vocab
+        self._index = {w: i for i, w in enumerate(vocab)}
+        self.num_classes = num_classes
+        self.num_outputs = 1 if num_classes == 2 else num_classes
+        self.max_len = max_len
+        self.truncate = truncate or "first"
+        self.input_size = int(embed_size)
+        self.embedding = nn.Embedding(len(vocab), embed_size, padding_idx=PAD_ID)
+
+    # -- text ------------------------------------------------------------------------------
+    def encode(self, texts: str | Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw strings -> ``(token ids [B, T] int64, lengths [B] int64)``, truncated as in training."""
+        return encode_texts(texts, self._index, self.max_len, self.truncate)
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """``token_ids [...]`` -> embeddings ``[..., E]``."""
+        return self.embedding(torch.as_tensor(token_ids, dtype=torch.int64))
+
+    def _check_batch(self, ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
+            raise ValueError(f"expected ids [B, T] and lengths [B], got {tuple(ids.shape)} and {tuple(lengths.shape)}")
+        if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > ids.shape[1]):
+            raise ValueError("lengths must lie in [0, T]")
+
+    def logits_to_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` logits -> ``[B, K]`` class probabilities (K = 2 from one logit)."""
+        if self.num_outputs == 1:
+            p = torch.sigmoid(logits[:, 0])
+            return torch.stack([1 - p, p], dim=-1)
+        return torch.softmax(logits, dim=-1)
+
+    @torch.no_grad()
+    def predict(self, texts: str | Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities ``[B, K]`` for raw strings (``K = 2``: column 1 = positive).
+
+        A bare string is one text. Non-strings raise ``TypeError``; an empty text or one of only
+        unknown words gets the model's output for that input (the readout of the initial state,
+        or of ``<unk>`` tokens). Texts are truncated to ``max_len`` as in training; with no
+        ``max_len`` a long text streams through in chunks, so memory stays bounded.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, Sequence):
+            raise TypeError(f"predict expects a string or a sequence of strings, got {type(texts).__name__}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is a {type(t).__name__}, expected str")
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(texts), batch_size):
+            seqs = [_truncate([self._index.get(w, UNK_ID) for w in tokenize(t)], self.max_len, self.truncate)
+                    for t in texts[start:start + batch_size]]
+            out.append(self.logits_to_probabilities(self._stream_logits(seqs)))
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+
+    def _stream_logits(self, seqs: list[list[int]]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    ids = torch.zeros(len(seqs), max(int(lengths.max()), 1) if len(seqs) else 1, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
+    return ids, lengths
+
+
+class SentimentBoW(_TextModel):
+    """Bag of words: ``z = W_out mean_t E[w_t] + b_out``; ``forward(ids [B, T], lengths [B]) -> [B, C]``."""
+
+    def __init__(self, vocab=None, embed_size: int = 64, num_classes: int | None = None, max_len: int | None = None,
+                 truncate: str | None = None, dropout: float = 0.0):
+        super().__init__(vocab, embed_size, num_classes, max_len, truncate)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(embed_size, self.num_outputs)
+
+    def _sum(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(ids.shape[1]) < lengths[:, None]
+        return (self.embedding(ids) * mask[..., None]).sum(1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self._check_batch(ids, lengths)
+        mean = self._sum(ids, lengths) / lengths.clamp(min=1)[:, None]
+        return self.readout(self.dropout(mean))
+
+    def _stream_logits(self, seqs):
+        total = torch.zeros(len(seqs), self.input_size)
+        longest = max((len(s) for s in seqs), default=0)
+        for start in range(0, max(longest, 1), _CHUNK):
+            ids, lengths = _pad([s[start:start + _CHUNK] for s in seqs])
+            total += self._sum(ids, lengths)
+        counts = torch.tensor([max(len(s), 1) for s in seqs], dtype=torch.float32)
+        return self.readout(total / counts[:, None])
+
+
+class SentimentRNN(_TextModel):
+    """A recurrent sentiment classifier (``cell`` in vanilla, gru, lstm, ugrnn) with flat-state dynamics.
+
+    ``forward(ids [B, T], lengths [B]) -> logits [B, C]``. State size ``N = H`` (``2H`` for LSTM).
+    """
+
+    def __init__(self, cell: str, vocab=None, hidden_size: int = 128, embed_size: int = 64,
+                 num_classes: int | None = None, max_len: int | None = None, truncate: str | None = None,
+                 recurrent_init_gain: float = 1.0, dropout: float = 0.0):
+        super().__init__(vocab, embed_size, num_classes, max_len, truncate)
+        self.dropout = nn.Dropout(dropout)  # on embeddings and the read-out state, training only
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+        self.cell, self.hidden_size = cell, int(hidden_size)
+        H, E = self.hidden_size, self.input_size
+        self.state_size = 2 * H if cell == "lstm" else H
+        nn.init.normal_(self.embedding.weight, std=1.0 / math.sqrt(E) * 2)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        if cell == "ugrnn":  # rows ordered [c; g]; the gate bias starts at +1 (leaning towards memory)
+            bound = 1 / math.sqrt(H)
+            self.weight_ih = nn.Parameter(torch.empty(2 * H, E).uniform_(-bound, bound))
+            self.weight_hh = nn.Parameter(torch.empty(2 * H, H))
+            self.bias = nn.Parameter(torch.cat([torch.zeros(H), torch.ones(H)]))
+            for k in range(2):
+                nn.init.orthogonal_(self.weight_hh.data[k * H:(k + 1) * H], gain=recurrent_init_gain)
+        else:
+            kind = {"vanilla": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+            self.rnn = kind(E, H, batch_first=True)
+            gates = {"vanilla": 1, "gru": 3, "lstm": 4}[cell]
+            for k in range(gates):
+                nn.init.orthogonal_(self.rnn.weight_hh_l0.data[k * H:(k + 1) * H], gain=recurrent_init_gain)
+            if cell == "lstm":  # forget-gate bias 1 (Jozefowicz et al. 2015)
+                with torch.no_grad():
+                    self.rnn.bias_ih_l0[H:2 * H].fill_(1.0)
+                    self.rnn.bias_hh_l0[H:2 * H].zero_()
+            if cell == "vanilla":
+                with torch.no_grad():
+                    self.rnn.bias_hh_l0.zero_()
+                    self.rnn.bias_ih_l0.zero_()
+        self.readout = nn.Linear(H, self.num_outputs)
+
+    # -- RecurrentDynamics -----------------------------------------------------------------
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """The state every review starts from: zeros ``[B, N]``."""
+        w = self.embedding.weight
+        return torch.zeros(batch_size, self.state_size, dtype=w.dtype, device=w.device)
+
+    def _weights(self):
+        if self.cell == "ugrnn":
+            return self.weight_ih, self.weight_hh, self.bias, None
+        r = self.rnn
+        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+
+    def step(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One update ``h [B, N], x [B, E] -> h' [B, N]`` with the model's own weights (module docstring)."""
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        H = self.hidden_size
+        if self.cell == "lstm":
+            hh, c = h[..., :H], h[..., H:]
+            i, f, g, o = (x @ w_ih.T + b_ih + hh @ w_hh.T + b_hh).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
+        if self.cell == "vanilla":
+            return torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
+        if self.cell == "gru":
+            xr, xz, xn = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
+            hr, hz, hn = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            return (1 - z) * torch.tanh(xn + r * hn) + z * h
+        return self._ugrnn_update(h, x @ w_ih.T + b_ih)
+
+    def _ugrnn_update(self, h: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        c, g = (drive + h @ self.weight_hh.T).chunk(2, dim=-1)
+        gate = torch.sigmoid(g)
+        return gate * h + (1 - gate) * torch.tanh(c)
+
+    def _ugrnn_as_gru(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the UGRNN over ``x [B, T, E]`` from ``h0 [B, H]`` with the fused GRU kernel.
+
+        A GRU whose reset gate is pinned open (``r = sigmoid(100) = 1`` exactly in float32 and
+        float64) is a UGRNN: ``n = tanh(W_c x + b_c + U_c h)`` and ``u = sigmoid(W_g x + b_g + U_g h)``
+        are the candidate and the update gate. The reset rows are constants, not parameters.
+        Returns ``(outputs [B, T, H], h_T [B, H])``.
+        """
+        H = self.hidden_size
+        w_c, w_g = self.weight_ih.chunk(2)
+        u_c, u_g = self.weight_hh.chunk(2)
+        b_c, b_g = self.bias.chunk(2)
+        zeros_ih, zeros_hh = w_c.new_zeros(H, w_c.shape[1]), u_c.new_zeros(H, H)
+        params = [torch.cat([zeros_ih, w_g, w_c]), torch.cat([zeros_hh, u_g, u_c]),
+                  torch.cat([b_c.new_full((H,), 100.0), b_g, b_c]), self.bias.new_zeros(3 * H)]
+        out, hn = torch._VF.gru(x, h0[None].contiguous(), params, True, 1, 0.0, self.training, False, True)
+        return out, hn[0]
+
+    def readout_weights(self) -> torch.Tensor:
+        """``[C, N]``: logits = ``readout_weights() @ state + readout_bias()`` (zeros on LSTM's c)."""
+        w = self.readout.weight
+        return torch.cat([w, torch.zeros_like(w)], dim=1) if self.cell == "lstm" else w
+
+    def readout_bias(self) -> torch.Tensor:
+        return self.readout.bias
+
+    @torch.no_grad()
+    def visited_states(self, batch: Any, max_states: int | None = None) -> torch.Tensor:
+        """States ``[M, N]`` visited on ``batch`` (a task batch ``(ids, lengths, ...)`` or a list of
+        texts), after each real token, padding excluded; at most ``max_states`` rows (the first ones)."""
+        if isinstance(batch, (list, tuple)) and batch and all(isinstance(t, str) for t in batch):
+            ids, lengths = self.encode(batch)
+        else:
+            ids, lengths = batch[0], batch[1]
+        x = self.embed(ids)
+        h = self.initial_state(ids.shape[0])
+        states = []
+        for t in range(ids.shape[1]):
+            h = self.step(h, x[:, t])
+            states.append(h[t < lengths])
+        out = torch.cat(states) if states else torch.zeros(0, self.state_size)
+        return out[:max_states] if max_states is not None else out
+
+    # -- forward ---------------------------------------------------------------------------
+    def final_state(self, ids: torch.Tensor, lengths: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """Flat state ``[B, N]`` after each review's last real token (``h0`` if it has none)."""
+        self._check_batch(ids, lengths)
+        B, H = ids.shape[0], self.hidden_size
+        h0 = self.initial_state(B) if h0 is None else h0
+        x = self.dropout(self.embed(ids))
+        if self.cell == "ugrnn":
+            outputs, _ = self._ugrnn_as_gru(x, h0)
+            index = (lengths - 1).clamp(min=0).to(x.device)
+            last = outputs[torch.arange(B, device=x.device), index]
+            return torch.where((lengths > 0).to(x.device)[:, None], last, h0)
+        nonempty = lengths > 0
+        if not bool(nonempty.any()):
+            return h0
+        packed = pack_padded_sequence(x[nonempty], lengths[nonempty].cpu(), batch_first=True, enforce_sorted=False)
+        start = h0[nonempty]
+        if self.cell == "lstm":
+            _, (hn, cn) = self.rnn(packed, (start[:, :H][None].contiguous(), start[:, H:][None].contiguous()))
+            last = torch.cat([hn[0], cn[0]], dim=-1)
+        else:
+            _, hn = self.rnn(packed, start[None].contiguous())
+            last = hn[0]
+        if bool(nonempty.all()):
+            return last
+        return h0.index_put((nonempty.nonzero()[:, 0],), last)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` from the state at each review's last real token.
+
+        Fused cells run over the right-padded batch unpacked (on CPU the backward pass of a
+        packed sequence is several times slower) and the output at ``lengths - 1`` is read;
+        padding comes after the last real token, so it cannot reach that output.
+        """
+        if self.cell == "ugrnn":
+            return self.readout(self.dropout(self.final_state(ids, lengths)))
+        self._check_batch(ids, lengths)
+        outputs, _ = self.rnn(self.dropout(self.embed(ids)))  # [B, T, H]
+        index = (lengths - 1).clamp(min=0).to(outputs.device)
+        last = outputs[torch.arange(len(ids), device=outputs.device), index]
+        last = torch.where((lengths > 0).to(outputs.device)[:, None], last, torch.zeros_like(last))
+        return self.readout(self.dropout(last))
+
+    def _stream_logits(self, seqs):
+        h = self.initial_state(len(seqs))
+        longest = max((len(s) for s in seqs), default=0)
+        for start in range(0, max(longest, 1), _CHUNK):
+            ids, lengths = _pad([s[start:start + _CHUNK] for s in seqs])
+            h = self.final_state(ids, lengths, h)
+        return self.readout(h[:, : self.hidden_size])
+
+
+# ----------------------------------------------------------------------------- entries
+
+_PAPER = "maheswaranathan2019"
+_SIZES_NOTE = ("The authors' 256 units with 64-d embeddings (theirs: 128-d) and a capped vocabulary, stored as "
+               "float16, to keep checkpoints small; trained on 2 CPU cores.")
+
+
+def _entry(task: str, arch: str, recipe: dict, task_kwargs: dict, notes: str, **sizes) -> None:
+    paper_acc = {"sentiment-imdb": {"bow": 88.53, "vanilla": 87.08, "ugrnn": 87.96, "gru": 86.86, "lstm": 86.93},
+                 "sentiment-sst": {"bow": 79.74, "vanilla": 78.09, "ugrnn": 77.74, "gru": 80.25, "lstm": 80.09}}
+    if arch == "bow":
+        def builder(vocab=None, embed_size=sizes["embed_size"], num_classes=None, max_len=None, truncate=None,
+                    dropout=sizes.get("dropout", 0.0)):
+            return SentimentBoW(vocab, embed_size, num_classes, max_len, truncate, dropout)
+        what = "Bag-of-words baseline (mean word embedding -> logistic readout)"
+    else:
+        def builder(vocab=None, hidden_size=sizes["hidden_size"], embed_size=sizes["embed_size"], num_classes=None,
+                    max_len=None, truncate=None, recurrent_init_gain=sizes.get("gain", 1.0), dropout=sizes.get("dropout", 0.0)):
+            return SentimentRNN(arch, vocab, hidden_size, embed_size, num_classes, max_len, truncate,
+                                recurrent_init_gain, dropout)
+        what = {"vanilla": "Vanilla tanh RNN", "gru": "GRU", "lstm": "LSTM",
+                "ugrnn": "UGRNN (update-gate RNN, Collins et al. 2017)"}[arch] + " with a linear readout of the final state"
+    builder.__name__ = f"{task.replace('-', '_')}_{arch}"
+    register(f"{task}/{arch}", task=task, weights="file", task_kwargs=task_kwargs, recipe=recipe, paper=_PAPER,
+             description=f"{what}, trained on {task.split('-')[1].upper()} (paper Table 1: "
+                         f"{paper_acc[task][arch]:.2f}% test accuracy).",
+             notes=notes)(builder)
+
+
+_IMDB_TASK = {"vocab_size": 20000, "max_len": 400, "truncate": "last"}
+_SST_TASK = {"vocab_size": None, "min_count": 2}
+_IMDB_NOTE = (" IMDB: the 20,000 most frequent training words; reviews truncated to their last 400 tokens "
+              "(82% of reviews are shorter) for training and testing.")
+_SST_NOTE = " SST-2: words seen at least twice in the training sentences (7,206 words)."
+
+for _arch in ("vanilla", "gru", "lstm", "ugrnn"):
+    _entry("sentiment-imdb", _arch,
+           recipe={"batch_size": 64, "lr": 2e-3, "max_epochs": 3, "gradient_clip_val": 1.0, "storage_dtype": "float16"},
+           task_kwargs=_IMDB_TASK, notes=_SIZES_NOTE + _IMDB_NOTE, hidden_size=256, embed_size=64, dropout=0.2)
+    _entry("sentiment-sst", _arch,
+           recipe={"batch_size": 32, "lr": 1e-3, "max_epochs": 4, "gradient_clip_val": 1.0, "storage_dtype": "float16"},
+           task_kwargs=_SST_TASK, notes=_SIZES_NOTE + _SST_NOTE, hidden_size=256, embed_size=64, dropout=0.5)
+
+_entry("sentiment-imdb", "bow", recipe={"batch_size": 64, "lr": 3e-3, "max_epochs": 6, "storage_dtype": "float16"},
+       task_kwargs={"vocab_size": 20000, "max_len": None}, notes="Whole reviews, 20,000-word vocabulary; float16 storage.",
+       embed_size=64)
+_entry("sentiment-sst", "bow", recipe={"batch_size": 32, "lr": 3e-3, "max_epochs": 10, "storage_dtype": "float16"},
+       task_kwargs=_SST_TASK, notes="float16 storage." + _SST_NOTE, embed_size=64, dropout=0.3)
