@@ -457,11 +457,17 @@ class _TextClassification(Task):
         return self._corpus
 
     @property
+    def splits(self) -> dict[str, np.ndarray]:
+        """``{"train", "val", "test"}`` -> document indices into :attr:`corpus`."""
+        _ = self.corpus
+        return self._splits
+
+    @property
     def vocab(self) -> list[str]:
         """``[<pad>, <unk>, words...]`` from the training portion only."""
         if self._vocab is None:
             corpus = self.corpus
-            self._vocab = build_vocab(corpus, self._splits["train"], self.vocab_size, self.min_count)
+            self._vocab = build_vocab(corpus, self.splits["train"], self.vocab_size, self.min_count)
         return self._vocab
 
     def split(self, name: str) -> _Reviews:
@@ -485,10 +491,7 @@ class _TextClassification(Task):
         return DataLoader(data, batch_sampler=sampler, collate_fn=_collate)
 
     def describe(self) -> dict[str, Any]:
-        sizes = {s: len(self._splits[s]) for s in ("train", "val", "test")} if self._corpus is not None else {}
-        if not sizes:
-            _ = self.corpus
-            sizes = {s: len(self._splits[s]) for s in ("train", "val", "test")}
+        sizes = {s: len(self.splits[s]) for s in ("train", "val", "test")}
         return {"task": self.name, "dataset": self.dataset, "seed": self.seed, "num_classes": self.num_classes,
                 "vocab_size": len(self.vocab), "vocab_cap": self.vocab_size, "min_count": self.min_count,
                 "max_len": self.max_len, "truncate": self.truncate, "split_sizes": sizes,
