@@ -206,7 +206,7 @@ def _speed(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return _residual(step, h, x).pow(2).mean(-1)
 
 
-def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 15) -> torch.Tensor:
+def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
     """``dF/dh`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, N]`` (``J[b, i, j] = dF_i/dh_j``).
 
     Uses ``torch.func.vmap(jacrev)``; a step that ``vmap`` cannot trace falls back to plain
@@ -216,7 +216,7 @@ def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: in
     return _jacobians(step, h, x, wrt=0, max_rows=max_rows)
 
 
-def input_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 15) -> torch.Tensor:
+def input_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
     """``dF/dx`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, I]``."""
     return _jacobians(step, h, x, wrt=1, max_rows=max_rows)
 
@@ -291,12 +291,13 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
 
 
 def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
-               max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+               max_rows: int, rel_tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
-    Returns ``(h, q [S], grad_norm [S], n_jacobian_evaluations)``. A point stops when
-    ``q < q_tol``, when its damping exceeds 1e12 (no decrease possible: a minimum of q at
-    working precision), or after ``iters`` accepted-or-rejected trials.
+    Returns ``(h, q [S], grad_norm [S], n_jacobians)`` (per-point Jacobian evaluations). A point stops when
+    ``q < q_tol``, when an accepted step lowers q by less than the fraction ``rel_tol`` or its
+    damping exceeds 1e12 (a minimum of q > 0, i.e. a slow point, or the floor of working
+    precision), or after ``iters`` accepted-or-rejected trials.
     """
     n = h.shape[1]
     h = h.clone()
@@ -308,7 +309,8 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
     jtj = jac.transpose(1, 2) @ jac
     mu = 1e-3 * jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
     active = torch.isfinite(q) & (q >= q_tol)
-    n_jac = 1
+    stalled = torch.zeros_like(active)
+    n_jac = len(h)
     for _ in range(iters):
         idx = active.nonzero().flatten()
         if len(idx) == 0:
@@ -320,16 +322,20 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         r_new = _residual(step, h_new, x[idx]).detach()
         q_new = r_new.pow(2).mean(-1)
         accept = torch.isfinite(q_new) & (q_new < q[idx])
+        stalled[idx] = accept & (q_new > (1.0 - rel_tol) * q[idx])  # at a minimum of q > 0: a slow point
         acc, rej = idx[accept], idx[~accept]
         mu[acc] = mu[acc] / 3.0
         mu[rej] = mu[rej] * 4.0
         if len(acc):
             h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
-            jac[acc] = state_jacobians(step, h[acc], x[acc], max_rows) - eye
-            n_jac += 1
-            jtj[acc] = jac[acc].transpose(1, 2) @ jac[acc]
+            # points that just converged keep their last Jacobian (used only for grad q)
+            todo = acc[q[acc] >= q_tol]
+            if len(todo):
+                jac[todo] = state_jacobians(step, h[todo], x[todo], max_rows) - eye
+                n_jac += len(todo)
+                jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
             grad[acc] = (2.0 / n) * torch.einsum("bij,bi->bj", jac[acc], r[acc])
-        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12)
+        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12) & ~stalled[idx]
     return h, q, grad.norm(dim=-1), n_jac
 
 
@@ -356,11 +362,13 @@ def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if len(jacobians) == 0:
         k, n = jacobians.shape[:2] if jacobians.ndim == 3 else (0, 0)
         return (np.zeros((0, n), complex), np.zeros((0, n, n), complex), np.zeros((0, n, n), complex))
-    vals, right = np.linalg.eig(jacobians.astype(np.float64))
-    order = np.argsort(-np.abs(vals), axis=-1, kind="stable")
-    vals = np.take_along_axis(vals, order, -1)
-    right = np.take_along_axis(right, order[:, None, :], -1)
-    left = np.linalg.inv(right)
+    # torch's LAPACK respects torch.set_num_threads (numpy's OpenBLAS may oversubscribe the CPU)
+    vals, right = torch.linalg.eig(torch.as_tensor(jacobians, dtype=torch.float64))
+    order = torch.argsort(-vals.abs(), dim=-1, stable=True)
+    vals = torch.take_along_dim(vals, order, -1)
+    right = torch.take_along_dim(right, order[:, None, :], -1)
+    left = torch.linalg.inv(right)
+    vals, right, left = vals.numpy(), right.numpy(), left.numpy()
     return vals.astype(np.complex128), right.astype(np.complex128), left.astype(np.complex128)
 
 
@@ -382,7 +390,8 @@ def find_fixed_points(
     tol_unique: float = 1e-3,
     outlier_scale: float = 10.0,
     compute_jacobians: bool = True,
-    max_rows: int = 1 << 15,
+    merge_before_polish: bool = True,
+    max_rows: int = 1 << 13,
 ) -> FixedPoints:
     """Find the fixed points of ``h = F(h, x)`` from ``seeds [S, N]`` at constant input ``x``.
 
@@ -394,6 +403,9 @@ def find_fixed_points(
     finite points; their seeds stay in the per-seed arrays). ``tol_unique``: de-duplication
     distance. ``outlier_scale``: points farther than this many median seed radii from the
     seeds' centroid are outliers. Non-finite seeds and diverging points get a per-seed status.
+    ``merge_before_polish``: after the Adam phase, seeds within ``tol_unique`` of a lower-q seed
+    skip the (costly) polish and are marked ``duplicate`` with their Adam-phase q.
+    ``max_rows``: Jacobians are built ``max_rows // N`` points at a time (cache-friendly).
     """
     step, input_size = _as_step(dynamics)
     started = time.perf_counter()
@@ -443,9 +455,18 @@ def find_fixed_points(
         timings["adam_s"] = time.perf_counter() - t0
         ok = ~diverged & torch.isfinite(h).all(-1)
         status[good[~ok].numpy()] = _DIVERGED
-        polish = good[ok]
+        polish, h_ok = good[ok], h[ok]
+        if merge_before_polish and len(polish) > 1:
+            # seeds that Adam brought within tol_unique of a better one would polish to the same
+            # point: keep the representative only (the others are "duplicate", with their Adam q)
+            q_adam = _speed(step, h_ok, x[polish])
+            order = np.argsort(np.nan_to_num(q_adam.numpy(), nan=np.inf), kind="stable")
+            reps = np.sort(_unique(h_ok.numpy(), order, tol_unique))
+            dup = np.setdiff1d(np.arange(len(polish)), reps)
+            status[polish[dup].numpy()] = _DUPLICATE
+            final[polish[dup]], seed_q[polish[dup]] = h_ok[dup], q_adam[dup]
+            polish, h_ok = polish[reps], h_ok[reps]
         t0 = time.perf_counter()
-        h_ok = h[ok]
         chunk = max(1, (1 << 26) // (n * n))  # bounds the [chunk, N, N] Jacobian stack (256 MB in float32)
         timings["lm_jacobian_evaluations"] = 0
         for start in range(0, len(polish), chunk):

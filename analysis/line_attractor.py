@@ -61,10 +61,10 @@ def principal_components(states) -> PCA:
     if not np.isfinite(x).all():
         raise ValueError("states contain NaN or inf")
     mean = x.mean(0)
-    cov = np.cov(x - mean, rowvar=False).reshape(x.shape[1], x.shape[1])
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1]
-    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
+    centred = torch.from_numpy(x - mean)
+    cov = centred.T @ centred / (len(x) - 1)  # torch BLAS: respects torch.set_num_threads
+    vals, vecs = torch.linalg.eigh(cov)
+    vals, vecs = vals.numpy()[::-1].clip(0, None), vecs.numpy()[:, ::-1]
     total = vals.sum()
     return PCA(mean, vecs.T, vals / total if total > 0 else np.zeros_like(vals))
 

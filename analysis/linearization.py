@@ -66,7 +66,14 @@ class LinearisedSystem:
         dtype = _dtype(dynamics, torch.float64)
         self.points = torch.as_tensor(fp.points).to(dtype)
         self.x_star = torch.as_tensor(fp.input).to(dtype)
-        self.J_h, self.J_x = jacobians_at(dynamics, self.points, self.x_star)
+        stored = np.asarray(fp.jacobians)
+        if stored.shape == (fp.n_unique, fp.state_size, fp.state_size) and np.isfinite(stored).all() and stored.any():
+            step, _ = _as_step(dynamics)
+            x = self.x_star.expand(len(self.points), -1).contiguous()
+            self.J_h = torch.as_tensor(stored).to(dtype)  # the finder's dF/dh at these points
+            self.J_x = input_jacobians(step, self.points, x)
+        else:
+            self.J_h, self.J_x = jacobians_at(dynamics, self.points, self.x_star)
 
     def nearest(self, h: torch.Tensor) -> torch.Tensor:
         """Index of the nearest fixed point for each row of ``h [B, N]`` -> ``[B]``."""
@@ -82,7 +89,8 @@ class LinearisedSystem:
 
 
 def one_step_error(dynamics: Any, fp: FixedPoints, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
-                   h0: torch.Tensor | None = None, chunk: int = 2048) -> dict[str, Any]:
+                   h0: torch.Tensor | None = None, chunk: int = 256,
+                   system: LinearisedSystem | None = None) -> dict[str, Any]:
     """Relative error of the linearised one-step prediction on the visited transitions.
 
     ``inputs [B, T, I]`` (e.g. word embeddings), ``lengths [B]`` (default all ``T``), ``h0 [B, N]``
@@ -92,7 +100,7 @@ def one_step_error(dynamics: Any, fp: FixedPoints, inputs: torch.Tensor, lengths
     docstring) and the per-transition ``update`` errors.
     """
     step, _ = _as_step(dynamics)
-    system = LinearisedSystem(dynamics, fp)
+    system = system or LinearisedSystem(dynamics, fp)
     b, t_max = inputs.shape[:2]
     lengths = torch.full((b,), t_max) if lengths is None else torch.as_tensor(lengths)
     h = _initial(dynamics, b, system.points) if h0 is None else h0
@@ -148,16 +156,16 @@ def _classify(model: Any, states: torch.Tensor) -> torch.Tensor:
     return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(-1)
 
 
-def linearised_classifier(model: Any, fp: FixedPoints, batches: Iterable[Any],
-                          max_batches: int | None = None) -> dict[str, float]:
+def linearised_classifier(model: Any, fp: FixedPoints, batches: Iterable[Any], max_batches: int | None = None,
+                          system: LinearisedSystem | None = None) -> dict[str, float]:
     """Accuracy of the linearised system over whole sequences, beside the network's own.
 
     ``model`` needs ``step``, ``embed(ids) -> [B, T, E]``, ``readout_weights() [C, N]`` and
     ``readout_bias() [C]`` (one logit: positive iff > 0; else argmax); ``batches`` yield
     ``(ids [B, T], lengths [B], labels [B])``. The network's accuracy is computed here with
-    ``model.step`` on exactly the same sequences.
+    ``model.step`` on exactly the same sequences. ``system``: a prebuilt :class:`LinearisedSystem`.
     """
-    system = LinearisedSystem(model, fp)
+    system = system or LinearisedSystem(model, fp)
     step, _ = _as_step(model)
     correct_lin = correct_net = agree = total = 0
     with torch.no_grad():
