@@ -99,54 +99,97 @@ def autocorrelograms(maps) -> np.ndarray:
     both are defined (NaN bins are excluded), as DeepMind's ``calculate_sac``; undefined lags
     (zero variance, e.g. a single overlapping bin) are 0. Lag ``(0, 0)`` sits at ``[n-1, n-1]``.
     """
+    import scipy.fft as sfft
+
     maps = _as_stack(maps)
     n = maps.shape[1]
-    valid = (~np.isnan(maps)).astype(np.float64)
+    m = 2 * n - 1
+    size = (sfft.next_fast_len(m, real=True),) * 2
+    nan = np.isnan(maps)
+    shared = not nan.any() or bool((nan == nan[:1]).all())  # ratemaps share one visited-bin mask
+    valid = (~(nan[:1] if shared else nan)).astype(np.float64)
     x = np.nan_to_num(maps)
-    size = (2 * n - 1, 2 * n - 1)
+    # corr(a, b)[i] = sum_j a[j] b[j - (i - n + 1)] (DeepMind's filter2(b, a): full convolution with b
+    # rotated by 180 degrees). For real b, FFT(rot180 b) = phase * conj(FFT(b)) on the padded grid.
+    w0 = np.fft.fftfreq(size[0])[:, None]
+    w1 = np.fft.rfftfreq(size[1])[None, :]
+    phase = np.exp(-2j * np.pi * (n - 1) * (w0 + w1))
+    fx, fx2, fv = sfft.rfft2(x, size), sfft.rfft2(x * x, size), sfft.rfft2(valid, size)
 
-    def corr(a, b):  # full convolution of a with b rotated by 180 degrees, i.e. a cross-correlation
-        fa = np.fft.rfft2(a, size)
-        fb = np.fft.rfft2(b[:, ::-1, ::-1], size)
-        return np.fft.irfft2(fa * fb, size)
+    def corr(fa, fb):
+        return sfft.irfft2(fa * (phase * np.conj(fb)), size)[..., :m, :m]
 
-    prod = corr(x, x)
-    sum1 = corr(valid, x)          # sum of r over the overlap (as filter2(seq1, ones_seq2))
-    sum2 = corr(x, valid)
-    sq1 = corr(valid, x**2)
-    sq2 = corr(x**2, valid)
-    nb = np.rint(corr(valid, valid))
+    prod = corr(fx, fx)
+    sum1 = corr(fv, fx)            # sum of r over the overlap (DeepMind: filter2(seq1, ones_seq2))
+    sq1 = corr(fv, fx2)
+    nb = np.rint(corr(fv, fv))
+    if shared:                     # with one mask, the other side's sums are the lag-reversed ones
+        sum2, sq2 = sum1[..., ::-1, ::-1], sq1[..., ::-1, ::-1]
+    else:
+        sum2, sq2 = corr(fx, fv), corr(fx2, fv)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var1 = sq1 / nb - (sum1 / nb) ** 2
-        var2 = sq2 / nb - (sum2 / nb) ** 2
-        cov = prod / nb - sum1 * sum2 / nb**2
+        inv_nb = np.where(nb >= 1, 1.0 / nb, 0.0)
+        mean1, mean2 = sum1 * inv_nb, sum2 * inv_nb
+        ex1, ex2 = sq1 * inv_nb, sq2 * inv_nb
+        var1 = ex1 - mean1 * mean1
+        var2 = ex2 - mean2 * mean2
+        cov = prod * inv_nb
+        cov -= mean1 * mean2
         # variances that vanish up to FFT rounding are exactly zero (a single or constant overlap)
-        tol = 1e-10 * np.maximum(np.abs(sq1 / nb), np.abs(sq2 / nb)) + 1e-300
-        degenerate = (nb < 1) | (var1 <= tol) | (var2 <= tol)
-        sac = cov / np.sqrt(np.where(degenerate, 1.0, var1 * var2))
-    sac[degenerate] = 0.0
-    return np.nan_to_num(sac)
+        ex1 = np.maximum(np.abs(ex1), np.abs(ex2), out=ex1)
+        ex1 *= 1e-10
+        degenerate = (var1 <= ex1) | (var2 <= ex1) | (nb < 1)
+        var1 *= var2
+        var1[degenerate] = 1.0
+        cov /= np.sqrt(var1, out=var1)
+    cov[degenerate] = 0.0
+    return cov
 
 
 # ----------------------------------------------------------------------------- rotation and masks
 
 
 @lru_cache(maxsize=8)
-def _rotation_operator(size: int, angles: tuple[int, ...]):
+def _rotation_operator(size: int, angles: tuple[float, ...]):
     """``(P [size, size], E sparse [len(angles) * size^2, size^2])`` with
-    ``rotate(S, a) = (E_a @ vec(P S P^T))`` exactly as ``scipy.ndimage.rotate(S, a, reshape=False)``."""
-    import scipy.sparse as sp
-    from scipy import ndimage
+    ``rotate(S, a) = E_a @ vec(P S P^T)`` exactly as ``scipy.ndimage.rotate(S, a, reshape=False)``.
 
+    ``P`` is scipy's cubic-spline prefilter along one axis (applied to the identity). ``E_a`` (the
+    spline evaluation at the rotated coordinates) is read off scipy by probing: an output pixel
+    depends only on coefficients within 3 bins of its source coordinate, so coefficient images
+    with ones on a lattice of pitch 9 (81 probes per angle) tell every weight apart.
+    """
+    import scipy.sparse as sp
+    from scipy import ndimage, special
+
+    pitch = 9
     prefilter = ndimage.spline_filter1d(np.eye(size), order=3, axis=0, mode="constant")
-    basis = np.eye(size * size).reshape(size * size, size, size)
+    out_r, out_c = np.mgrid[0:size, 0:size]
+    centre = (size - 1) / 2
+    probes = np.zeros((pitch * pitch, size, size))
+    for k in range(pitch * pitch):
+        probes[k, k // pitch::pitch, k % pitch::pitch] = 1.0
     blocks = []
     for angle in angles:
-        cols = ndimage.rotate(basis, angle, axes=(2, 1), reshape=False, order=3, mode="constant",
-                              cval=0.0, prefilter=False)  # [basis j, out pixel] = E[out, j]
-        dense = cols.reshape(size * size, size * size).T
-        dense[np.abs(dense) < 1e-15] = 0.0
-        blocks.append(sp.csr_matrix(dense))
+        c, s = special.cosdg(angle), special.sindg(angle)
+        # scipy's mapping from output (row, col) to input coordinates for rotate(..., reshape=False)
+        src_r = c * (out_r - centre) + s * (out_c - centre) + centre
+        src_c = -s * (out_r - centre) + c * (out_c - centre) + centre
+        resp = ndimage.rotate(probes, angle, axes=(2, 1), reshape=False, order=3, mode="constant",
+                              cval=0.0, prefilter=False)          # [probe, out_r, out_c]
+        rows, cols, vals = [], [], []
+        for k in range(pitch * pitch):
+            a, b = k // pitch, k % pitch
+            # the lattice point of class (a, b) nearest to each output's source coordinate
+            jr = a + pitch * np.rint((src_r - a) / pitch)
+            jc = b + pitch * np.rint((src_c - b) / pitch)
+            v = resp[k]
+            keep = (np.abs(v) > 1e-15) & (jr >= 0) & (jr < size) & (jc >= 0) & (jc < size)
+            rows.append((out_r * size + out_c)[keep])
+            cols.append((jr * size + jc)[keep].astype(np.int64))
+            vals.append(v[keep])
+        blocks.append(sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                    shape=(size * size, size * size)))
     return prefilter, sp.vstack(blocks).tocsr()
 
 
@@ -176,14 +219,17 @@ def ring_masks(n: int, inner: float = MASK_INNER, outer=MASK_OUTER) -> np.ndarra
 def _scores_from(sacs: np.ndarray, rotated: np.ndarray, masks: np.ndarray, min_max: bool):
     """Scores ``[U, M]`` (score_60, score_90) for every unit and mask."""
     u = sacs.shape[0]
-    s = sacs.reshape(u, -1)
-    r = rotated.reshape(rotated.shape[0], u, -1)                 # [A, U, P]
-    mk = masks.reshape(masks.shape[0], -1)                       # [M, P]
-    area = mk.sum(1)                                             # [M]
-    mean = s @ mk.T / area                                       # [U, M]
+    a = rotated.shape[0]
+    s = np.ascontiguousarray(sacs.reshape(u, -1))                 # [U, P]
+    r = np.ascontiguousarray(rotated.reshape(a * u, -1))          # [A * U, P]
+    mt = np.ascontiguousarray(masks.reshape(masks.shape[0], -1).T)  # [P, M]
+    area = mt.sum(0)                                             # [M]
+    ring_sum = s @ mt                                            # [U, M]
+    mean = ring_sum / area
     # sum_ring (s - mean)^2 and sum_ring (s - mean) * (rot - mean); the ring sum of (s - mean) is 0
-    var = ((s**2) @ mk.T - 2 * mean * (s @ mk.T) + mean**2 * area) / area + 1e-5
-    cross = ((s[None] * r) @ mk.T - mean[None] * (r @ mk.T)) / area   # [A, U, M]
+    var = ((s * s) @ mt - 2 * mean * ring_sum + mean**2 * area) / area + 1e-5
+    sr = (r.reshape(a, u, -1) * s[None]).reshape(a * u, -1)
+    cross = ((sr @ mt).reshape(a, u, -1) - mean[None] * (r @ mt).reshape(a, u, -1)) / area   # [A, U, M]
     c = dict(zip(ANGLES, cross / var[None]))
     if min_max:
         s60 = np.minimum(c[60], c[120]) - np.maximum(c[30], np.maximum(c[90], c[150]))

@@ -1,0 +1,135 @@
+"""Radially averaged Fourier power spectra of spatial maps, and the ring where their power peaks.
+
+For maps ``r_u(x)`` on an ``n x n`` grid of bin size ``d`` (m), the power spectrum is
+``P_u(k) = |FFT(r_u - mean r_u)|^2`` at wave vectors ``k = 2 pi (i, j) / (n d)`` (rad/m). The
+radial average bins ``|k|`` in shells of width ``dk = 2 pi / (n d)`` (the Fourier lattice
+spacing). The ring radius is the shell with the largest mean power (DC excluded); the power
+fraction near the ring is the share of a map's non-DC power within ``+- dk`` of it.
+
+In the grid-cell theory (Sorscher et al. 2019) grid maps are built from plane waves on the ring
+``|k| = k*`` where the place-cell tuning's power ``|p~(k)|^2`` peaks (see
+:mod:`analysis.pattern_formation`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .protocols import MapStack, SpatialMaps
+from .registry import AnalysisResult, register_analysis
+
+
+def _maps_and_extent(maps, extent):
+    if isinstance(maps, MapStack):
+        maps, extent = maps.maps, maps.extent
+    if isinstance(maps, torch.Tensor):
+        maps = maps.detach().cpu().numpy()
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[1] < 2 or maps.shape[2] < 2:
+        raise ValueError(f"maps must be [U, H, W] with H, W >= 2, got {maps.shape}")
+    if extent is None or len(extent) != 4:
+        raise ValueError("give the maps' extent (xmin, xmax, ymin, ymax) or a MapStack")
+    if np.isinf(maps).any():
+        raise ValueError("maps hold inf values")
+    return maps, tuple(float(e) for e in extent)
+
+
+def power_spectra(maps, extent=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(power [U, H, W], kx [W], ky [H])``: mean-removed 2-D power spectra (NaN bins set to the
+    map's mean), with wave numbers in rad per unit of ``extent``; ``fftshift``-ed (k = 0 at centre)."""
+    maps, extent = _maps_and_extent(maps, extent)
+    h, w = maps.shape[1:]
+    mean = np.nanmean(maps, axis=(1, 2), keepdims=True)
+    mean = np.nan_to_num(mean)
+    centred = np.where(np.isnan(maps), 0.0, maps - mean)
+    power = np.abs(np.fft.fft2(centred)) ** 2 / (h * w)
+    kx = 2 * np.pi * np.fft.fftfreq(w, d=(extent[1] - extent[0]) / w)
+    ky = 2 * np.pi * np.fft.fftfreq(h, d=(extent[3] - extent[2]) / h)
+    return np.fft.fftshift(power, axes=(1, 2)), np.fft.fftshift(kx), np.fft.fftshift(ky)
+
+
+def radial_profile(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, dk: float | None = None):
+    """``(k_centres [K], profile [U, K])``: mean power in shells ``[i dk - dk/2, i dk + dk/2)``.
+
+    ``dk`` defaults to the coarser Fourier lattice spacing. Shell 0 holds only k = 0."""
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim == 2:
+        power = power[None]
+    if dk is None:
+        dk = max(np.diff(kx).max(initial=0), np.diff(ky).max(initial=0))
+    if not dk > 0:
+        raise ValueError("dk must be positive")
+    kk = np.hypot(kx[None, :], ky[:, None])
+    shell = np.rint(kk / dk).astype(int).ravel()
+    n_shells = shell.max() + 1
+    counts = np.bincount(shell, minlength=n_shells).astype(np.float64)
+    flat = power.reshape(power.shape[0], -1)
+    sums = np.zeros((power.shape[0], n_shells))
+    np.add.at(sums.T, shell, flat.T)  # one scatter for all units
+    with np.errstate(invalid="ignore"):
+        profile = sums / counts
+    return np.arange(n_shells) * dk, profile
+
+
+def ring_radius(k: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """Radius ``[U]`` (or scalar for a 1-D profile) of the shell with most power, k = 0 excluded;
+    refined by a parabola through the peak shell and its neighbours."""
+    profile = np.atleast_2d(np.asarray(profile, dtype=np.float64))
+    p = np.where(np.isfinite(profile), profile, -np.inf)
+    p[:, 0] = -np.inf
+    i = p.argmax(1)
+    dk = k[1] - k[0]
+    lo = np.clip(i - 1, 0, p.shape[1] - 1)
+    hi = np.clip(i + 1, 0, p.shape[1] - 1)
+    rows = np.arange(p.shape[0])
+    y0, y1, y2 = profile[rows, lo], profile[rows, i], profile[rows, hi]
+    denom = y0 - 2 * y1 + y2
+    ok = (lo > 0) & (hi > i) & (lo < i) & np.isfinite(denom) & (denom < 0)
+    shift = np.where(ok, 0.5 * (y0 - y2) / np.where(ok, denom, 1.0), 0.0)
+    out = k[i] + np.clip(shift, -0.5, 0.5) * dk
+    return out if out.size > 1 else out[0]
+
+
+def ring_power_fraction(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius, width: float) -> np.ndarray:
+    """Fraction ``[U]`` of each map's non-DC power with ``| |k| - radius | <= width``."""
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim == 2:
+        power = power[None]
+    kk = np.hypot(kx[None, :], ky[:, None])
+    radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), (power.shape[0],))
+    near = (np.abs(kk[None] - radius[:, None, None]) <= width) & (kk[None] > 0)
+    total = power.sum((1, 2)) - power[:, kk == 0].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (power * near).sum((1, 2)) / total, np.nan)
+
+
+@register_analysis("spectrum", protocol=SpatialMaps, version="1")
+def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
+    """Radially averaged power spectrum of a model's spatial maps: ring radius and power near it.
+
+    ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them."""
+    import inspect
+
+    params = inspect.signature(model.spatial_maps).parameters
+    options = {k: v for k, v in {"n_positions": n_positions, "bins": bins, "task": task}.items() if k in params}
+    stack = model.spatial_maps(**options)
+    power, kx, ky = power_spectra(stack)
+    k, profile = radial_profile(power, kx, ky)
+    mean_profile = np.nanmean(profile, axis=0)
+    radius = float(ring_radius(k, mean_profile))
+    dk = float(k[1] - k[0])
+    per_unit = np.atleast_1d(ring_radius(k, profile))
+    fraction = ring_power_fraction(power, kx, ky, radius, dk)
+    unit = stack.units
+    summary = {
+        "n_maps": int(power.shape[0]),
+        f"ring_radius_rad_per_{unit}": radius,
+        f"median_unit_ring_radius_rad_per_{unit}": float(np.median(per_unit)),
+        f"lattice_spacing_rad_per_{unit}": dk,
+        "median_power_fraction_near_ring": float(np.nanmedian(fraction)),
+    }
+    return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile,
+                                                   "unit_ring_radius": per_unit, "power_fraction": fraction})
