@@ -206,6 +206,15 @@ def _speed(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return _residual(step, h, x).pow(2).mean(-1)
 
 
+def _speed_and_grad(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q [B], ||grad q|| [B])`` by one backward pass."""
+    h = h.detach().requires_grad_(True)
+    with torch.enable_grad():
+        q = _residual(step, h, x).pow(2).mean(-1)
+        (g,) = torch.autograd.grad(q.sum(), h)
+    return q.detach(), g.norm(dim=-1)
+
+
 def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
     """``dF/dh`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, N]`` (``J[b, i, j] = dF_i/dh_j``).
 
@@ -291,13 +300,15 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
 
 
 def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
-               max_rows: int, rel_tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+               max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
     Returns ``(h, q [S], grad_norm [S], n_jacobians)`` (per-point Jacobian evaluations). A point stops when
     ``q < q_tol``, when an accepted step lowers q by less than the fraction ``rel_tol`` or its
     damping exceeds 1e12 (a minimum of q > 0, i.e. a slow point, or the floor of working
-    precision), or after ``iters`` accepted-or-rejected trials.
+    precision), or after ``iters`` accepted-or-rejected trials. While steps keep cutting q by
+    at least the factor ``chord``, the Jacobian is reused (chord / Shamanskii steps: one forward
+    pass each instead of N backward passes); it is recomputed after a poor or failed step.
     """
     n = h.shape[1]
     h = h.clone()
@@ -310,6 +321,7 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
     mu = 1e-3 * jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
     active = torch.isfinite(q) & (q >= q_tol)
     stalled = torch.zeros_like(active)
+    fresh = torch.ones_like(active)  # Jacobian evaluated at the current h
     n_jac = len(h)
     for _ in range(iters):
         idx = active.nonzero().flatten()
@@ -320,21 +332,25 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         d = torch.linalg.solve(a, rhs)
         h_new = h[idx] + d
         r_new = _residual(step, h_new, x[idx]).detach()
-        q_new = r_new.pow(2).mean(-1)
-        accept = torch.isfinite(q_new) & (q_new < q[idx])
-        stalled[idx] = accept & (q_new > (1.0 - rel_tol) * q[idx])  # at a minimum of q > 0: a slow point
+        q_new, q_old = r_new.pow(2).mean(-1), q[idx]
+        accept = torch.isfinite(q_new) & (q_new < q_old)
+        # a minimum of q > 0 (a slow point): an exact-Jacobian step that barely lowers q
+        stalled[idx] = accept & fresh[idx] & (q_new > (1.0 - rel_tol) * q_old)
         acc, rej = idx[accept], idx[~accept]
         mu[acc] = mu[acc] / 3.0
-        mu[rej] = mu[rej] * 4.0
-        if len(acc):
-            h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
-            # points that just converged keep their last Jacobian (used only for grad q)
-            todo = acc[q[acc] >= q_tol]
-            if len(todo):
-                jac[todo] = state_jacobians(step, h[todo], x[todo], max_rows) - eye
-                n_jac += len(todo)
-                jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
-            grad[acc] = (2.0 / n) * torch.einsum("bij,bi->bj", jac[acc], r[acc])
+        mu[rej[fresh[rej]]] *= 4.0  # a stale Jacobian is refreshed before damping harder
+        h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
+        # chord steps: keep the Jacobian while each step still cuts q by the factor ``chord``;
+        # refresh it after a poor step or a failed stale step (converged points keep theirs)
+        poor = accept & (q_new >= q_tol) & (q_new > chord * q_old)
+        todo = torch.cat([idx[poor], rej[~fresh[rej]]])
+        fresh[acc] = False
+        if len(todo):
+            jac[todo] = state_jacobians(step, h[todo], x[todo], max_rows) - eye
+            n_jac += len(todo)
+            jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
+            fresh[todo] = True
+        grad[idx] = (2.0 / n) * torch.einsum("bij,bi->bj", jac[idx], r[idx])
         active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12) & ~stalled[idx]
     return h, q, grad.norm(dim=-1), n_jac
 
@@ -469,6 +485,10 @@ def find_fixed_points(
         t0 = time.perf_counter()
         chunk = max(1, (1 << 26) // (n * n))  # bounds the [chunk, N, N] Jacobian stack (256 MB in float32)
         timings["lm_jacobian_evaluations"] = 0
+        if lm_iters == 0 and len(polish):  # first-order only: report q and |grad q| where Adam stopped
+            final[polish], seed_q[polish], seed_grad[polish] = h_ok, *_speed_and_grad(step, h_ok, x[polish])
+            chunk = len(polish)  # nothing left for the loop below
+            polish = polish[:0]
         for start in range(0, len(polish), chunk):
             sl = slice(start, start + chunk)
             h_p, q_p, g_p, n_jac = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol, max_rows)
@@ -555,15 +575,21 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
                           tol_unique: float = 1e-3, seed: int = 0, split: str = "test") -> AnalysisResult:
     """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.
 
-    Summary: seeds per status, unique points with ``q < q_keep``, the median over points of the
+    For state sizes above 1024 (e.g. a 4096-unit path-integration RNN) the second-order polish
+    and the spectra are skipped and at most 256 seeds are used (Adam phase only). Summary: seeds per status, unique points with ``q < q_keep``, the median over points of the
     top three ``|lambda|`` and the top mode's time constant (steps), the fraction of stable points.
     """
+    big = model.state_size > 1024
+    if big:  # an N x N Jacobian per point (and its O(N^3) solve) is out of reach: Adam only, no spectra
+        n_seeds = min(n_seeds, 256)
     seeds = visited_seeds(model, task, n_seeds, noise=noise, split=split, seed=seed)
-    fp = find_fixed_points(model, seeds, q_keep=q_keep, tol_unique=tol_unique)
+    fp = find_fixed_points(model, seeds, q_keep=None if big else q_keep, tol_unique=tol_unique,
+                           lm_iters=0 if big else 60, compute_jacobians=not big)
     summary: dict[str, Any] = {"convention": CONVENTION, "n_seeds": n_seeds, "n_unique": fp.n_unique,
+                               "method": "adam only (N > 1024)" if big else "adam + levenberg-marquardt",
                                "n_unique_fixed": int(fp.is_fixed.sum())}
     summary.update({f"seeds_{k}": v for k, v in fp.status_counts().items()})
-    if fp.n_unique:
+    if fp.n_unique and not big:
         mod = np.abs(fp.eigenvalues[:, :3])
         summary.update({
             "median_q": float(np.median(fp.q)), "max_q": float(fp.q.max()),
@@ -571,7 +597,7 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
             "median_abs_lambda2": float(np.median(mod[:, 1])) if mod.shape[1] > 1 else float("nan"),
             "median_abs_lambda3": float(np.median(mod[:, 2])) if mod.shape[1] > 2 else float("nan"),
             "median_tau1_steps": float(np.median(fp.time_constants[:, 0])),
-            "fraction_stable": float(fp.stable.mean()),
+            "fraction_stable": float(fp.stable.mean()), "n_stable": int(fp.stable.sum()),
         })
     summary["time_s"] = float(fp.params.get("total_s", float("nan")))
     arrays = {"points": fp.points, "q": fp.q, "grad_norm": fp.grad_norm, "eigenvalues": fp.eigenvalues,

@@ -101,7 +101,8 @@ def test_nan_and_divergent_seeds_are_reported_per_point():
     # sqrt: fixed point at 1; a negative seed turns NaN at once -> "diverged", no crash
     seeds = torch.tensor([[-1.0], [0.5], [4.0]], dtype=F64)
     fp = find_fixed_points(lambda h, x: torch.sqrt(h) + x, seeds, torch.zeros(1, dtype=F64))
-    assert [STATUS[s] for s in fp.seed_status] == ["diverged", "duplicate", "fixed"]
+    names = [STATUS[s] for s in fp.seed_status]
+    assert names[0] == "diverged" and sorted(names[1:]) == ["duplicate", "fixed"]
     assert np.isnan(fp.seed_q[0]) and fp.points.ravel() == pytest.approx([1.0], abs=1e-7)
 
     # h - 1/h: q = 1/h^2 -> 0 only as |h| -> inf; the polish runs off -> "outlier", nothing kept
