@@ -327,9 +327,11 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         idx = active.nonzero().flatten()
         if len(idx) == 0:
             break
-        a = jtj[idx] + mu[idx, None, None] * eye
-        rhs = -torch.einsum("bij,bi->bj", jac[idx], r[idx])
-        d = torch.linalg.solve(a, rhs)
+        a = jtj[idx]
+        a.diagonal(dim1=1, dim2=2).add_(mu[idx, None])
+        rhs = -(r[idx].unsqueeze(1) @ jac[idx]).transpose(1, 2)  # -J_r^T r, [B, N, 1]
+        chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I is positive definite
+        d = torch.cholesky_solve(rhs, chol)[..., 0] if not bool(info.any()) else torch.linalg.solve(a, rhs)[..., 0]
         h_new = h[idx] + d
         r_new = _residual(step, h_new, x[idx]).detach()
         q_new, q_old = r_new.pow(2).mean(-1), q[idx]

@@ -285,3 +285,16 @@ def test_jacobian_fallback_matches_vmap():
     h = torch.randn(3, 5, dtype=F64)
     jac = state_jacobians(opaque, h, torch.zeros(3, 5, dtype=F64))
     assert torch.allclose(jac, a.expand(3, 5, 5))
+
+
+def test_first_order_only_mode_reports_q_and_gradient():
+    """lm_iters=0 (used for very large networks): Adam only, q and |grad q| still reported per seed."""
+    a, b, f = _affine(4)
+    fp = find_fixed_points(f, torch.randn(5, 4, dtype=F64), torch.zeros(4, dtype=F64), lm_iters=0,
+                           adam_iters=20, compute_jacobians=False)
+    finite = np.isfinite(fp.seed_q)
+    assert finite.all() and np.isfinite(fp.seed_grad_norm).all()
+    h = torch.as_tensor(fp.final_states)
+    q = (f(h, torch.zeros(5, 4, dtype=F64)) - h).pow(2).mean(-1).numpy()
+    np.testing.assert_allclose(fp.seed_q, q, rtol=1e-10)
+    assert fp.params["lm_jacobian_evaluations"] == 0

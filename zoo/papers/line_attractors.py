@@ -186,12 +186,12 @@ def _figures(results: list[dict[str, Any]], arrays: list[dict[str, np.ndarray]],
 
     def grid(title: str):
         fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=9 if cols > 1 else 7)
         for ax in axes.flat[n:]:
             ax.axis("off")
         return fig, axes.flat
 
-    fig, axes = grid("Visited states (grey), fixed points (red; slow points orange) in the top-2 PC plane")
+    fig, axes = grid("Visited states (grey), fixed points (red; slow points orange),\ntop-2 PC plane")
     for ax, r, a in zip(axes, results, arrays):
         ax.scatter(*a["states_pc"].T, s=1, c="0.75", rasterized=True)
         fixed = a["points_fixed"].astype(bool)
@@ -205,7 +205,7 @@ def _figures(results: list[dict[str, Any]], arrays: list[dict[str, np.ndarray]],
     paths.append(out_dir / "line_attractors_states.png")
     fig.tight_layout(), fig.savefig(paths[-1], dpi=110), plt.close(fig)
 
-    fig, axes = grid("Eigenvalues of the Jacobian at every fixed point, with the unit circle")
+    fig, axes = grid("Jacobian eigenvalues at every fixed point\n(unit circle in black)")
     theta = np.linspace(0, 2 * np.pi, 200)
     for ax, r, a in zip(axes, results, arrays):
         ev = a["eigenvalues"].ravel()
@@ -216,7 +216,7 @@ def _figures(results: list[dict[str, Any]], arrays: list[dict[str, np.ndarray]],
     paths.append(out_dir / "line_attractors_spectra.png")
     fig.tight_layout(), fig.savefig(paths[-1], dpi=110), plt.close(fig)
 
-    fig, axes = grid("Word pushes along the line attractor (whole vocabulary)")
+    fig, axes = grid("Word pushes along the line attractor\n(whole vocabulary)")
     for ax, r, a in zip(axes, results, arrays):
         if "pushes" in a:
             ax.hist(a["pushes"], bins=80, log=True)
