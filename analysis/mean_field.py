@@ -43,6 +43,7 @@ second derivative is taken almost everywhere (0), so ``chi_2`` omits the kinks' 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Callable, Union
@@ -161,13 +162,13 @@ def get_nonlinearity(phi: PhiLike) -> Nonlinearity:
     jet = _autograd_jet(phi)
     try:
         y, d1, d2 = jet(probe, 2)
-        y_rev = phi(probe.flip(0))
+        y_each = torch.cat([phi(probe[i:i + 1]).reshape(-1) for i in range(probe.numel())])
     except Exception as err:  # noqa: BLE001 - report any failure of the user's function
         raise ValueError(f"nonlinearity {getattr(phi, '__name__', phi)!r} failed on a probe tensor "
                          f"(it must be elementwise torch code that supports torch.func.jvp): {err}") from err
     if not (isinstance(y, Tensor) and y.shape == probe.shape):
         raise ValueError("a nonlinearity must return a tensor of its input's shape")
-    if not torch.allclose(y_rev, y.flip(0), rtol=1e-12, atol=1e-12):
+    if y_each.shape != y.shape or not torch.allclose(y_each, y, rtol=1e-12, atol=1e-12):
         raise ValueError("a nonlinearity must act elementwise (phi(x)[i] may depend only on x[i])")
     if not all(torch.isfinite(t).all() for t in (y, d1, d2)):
         raise ValueError("nonlinearity or its derivatives are not finite on [-3, 3]")
@@ -198,12 +199,17 @@ def _as_tensor(x, name: str, nonnegative: bool = False) -> Tensor:
     return t
 
 
+@functools.lru_cache(maxsize=8)
+def _legendre(n: int) -> tuple[Tensor, Tensor]:
+    x, w = np.polynomial.legendre.leggauss(n)
+    return torch.as_tensor(x, dtype=_DT), torch.as_tensor(w, dtype=_DT)
+
+
 def _split_nodes(q: Tensor, breakpoints: tuple[float, ...], n_nodes: int, half_width: float) -> tuple[Tensor, Tensor]:
     """Composite Gauss-Legendre nodes and Gaussian weights ``[p, n']`` on [-half_width, half_width]
     with segment ends at the kinks ``z = b / sqrt(q)`` of each point (the integrand is smooth inside)."""
     n_seg = len(breakpoints) + 1
-    x, wx = np.polynomial.legendre.leggauss(-(-n_nodes // n_seg))
-    x, wx = torch.as_tensor(x, dtype=_DT), torch.as_tensor(wx, dtype=_DT)
+    x, wx = _legendre(-(-n_nodes // n_seg))
     kinks = torch.as_tensor(sorted(breakpoints), dtype=_DT) / q.clamp_min(1e-300).sqrt()[:, None]
     ends = torch.cat([torch.full_like(q[:, None], -half_width), kinks.clamp(-half_width, half_width),
                       torch.full_like(q[:, None], half_width)], 1)  # [p, n_seg + 1]
@@ -537,22 +543,26 @@ def critical_sigma_w2(sigma_b2, phi: PhiLike = "tanh", *, n_nodes: int = 1001, h
         return q - m["pp"] / m["dd"], m["dd"]
 
     lo, hi = torch.zeros_like(sb), torch.ones_like(sb)
+    lo = torch.where(torch.isnan(s_of(lo)[0]), torch.full_like(lo, 1e-12), lo)  # phi'(0) undefined (ReLU): start just above 0
     s_hi, _ = s_of(hi)
     while ((s_hi < sb) & (hi < q_max)).any():
         grow = (s_hi < sb) & (hi < q_max)
         hi = torch.where(grow, hi * 4.0, hi)
         s_hi = torch.where(grow, s_of(hi)[0], s_hi)
-    feasible = (s_hi >= sb) & (s_of(lo)[0] <= sb)
+    s_zero, lo_start, tol = s_of(lo)[0], lo.clone(), 1e-12
+    feasible = (s_hi >= sb - tol) & (s_zero <= sb + tol)
     for _ in range(64):  # bisection on the coarse grid ...
         mid = 0.5 * (lo + hi)
         below = s_of(mid, coarse)[0] < sb
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    q = 0.5 * (lo + hi)
+    at_start = s_zero >= sb - tol
+    q = torch.where(at_start, lo_start, 0.5 * (lo + hi))  # s(0) = sigma_b2: the boundary is at q* = 0
     for _ in range(3):  # ... then secant steps on the fine grid
         dq = 1e-6 * (1.0 + q)
         s0, s1 = s_of(q)[0], s_of(q + dq)[0]
         step = (sb - s0) * dq / (s1 - s0)
-        q = torch.where(torch.isfinite(step) & (step.abs() < 1e-4 * (1.0 + q)), (q + step).clamp_min(0.0), q)
+        ok = torch.isfinite(step) & (step.abs() < 1e-4 * (1.0 + q)) & ~at_start
+        q = torch.where(ok, torch.maximum(q + step, lo_start), q)
     _, d = s_of(q)
     return torch.where(feasible, 1.0 / d, torch.full_like(d, math.nan)).reshape(shape)
 
