@@ -409,8 +409,9 @@ for _arch in ("vanilla", "gru", "lstm", "ugrnn"):
            task_kwargs=_SST_TASK, notes=_SIZES_NOTE + _SST_NOTE + _note, hidden_size=256, embed_size=64, dropout=0.5,
            **_extra)
 
-_entry("sentiment-imdb", "bow", recipe={"batch_size": 64, "lr": 3e-3, "max_epochs": 6, "storage_dtype": "float16"},
-       task_kwargs={"vocab_size": 20000, "max_len": None}, notes="Whole reviews, 20,000-word vocabulary; float16 storage.",
-       embed_size=64)
+_entry("sentiment-imdb", "bow", recipe={"batch_size": 64, "lr": 3e-3, "max_epochs": 3, "storage_dtype": "float16"},
+       task_kwargs={"vocab_size": 20000, "max_len": None},
+       notes="Whole reviews, 20,000-word vocabulary, dropout 0.5 on the mean embedding (without it: 86.1% after 6 "
+             "epochs, overfitted); float16 storage.", embed_size=64, dropout=0.5)
 _entry("sentiment-sst", "bow", recipe={"batch_size": 32, "lr": 1e-3, "max_epochs": 8, "storage_dtype": "float16"},
        task_kwargs=_SST_TASK, notes="float16 storage." + _SST_NOTE, embed_size=64)
