@@ -476,10 +476,8 @@ class _TextClassification(Task):
             raise ValueError(f"unknown split {name!r}; choose train, val or test")
         if name not in self._data:
             corpus, vocab = self.corpus, self.vocab
-            lookup = np.full(len(corpus.words), UNK_ID, np.int64)
             index = {w: i for i, w in enumerate(vocab)}
-            known = np.array([index.get(w, UNK_ID) for w in corpus.words], np.int64)
-            lookup[:] = known
+            lookup = np.array([index.get(w, UNK_ID) for w in corpus.words], np.int64)  # corpus word -> vocab id
             docs = self._splits[name]
             seqs = [truncate(lookup[corpus.document(i)], self.max_len, self.truncate) for i in docs]
             self._data[name] = _Reviews(seqs, corpus.labels[docs])
