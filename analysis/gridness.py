@@ -108,7 +108,8 @@ def autocorrelograms(maps) -> np.ndarray:
     nan = np.isnan(maps)
     shared = not nan.any() or bool((nan == nan[:1]).all())  # ratemaps share one visited-bin mask
     valid = (~(nan[:1] if shared else nan)).astype(np.float64)
-    x = np.nan_to_num(maps)
+    # Pearson correlation is blind to a constant offset: centring first avoids cancellation
+    x = np.nan_to_num(maps - np.nanmean(np.where(nan.all((1, 2), keepdims=True), 0.0, maps), axis=(1, 2), keepdims=True))
     # corr(a, b)[i] = sum_j a[j] b[j - (i - n + 1)] (DeepMind's filter2(b, a): full convolution with b
     # rotated by 180 degrees). For real b, FFT(rot180 b) = phase * conj(FFT(b)) on the padded grid.
     w0 = np.fft.fftfreq(size[0])[:, None]
@@ -216,44 +217,60 @@ def ring_masks(n: int, inner: float = MASK_INNER, outer=MASK_OUTER) -> np.ndarra
     return ((r[None] <= outer[:, None, None] * n) & ~(r[None] <= inner * n)).astype(np.float64)
 
 
-def _scores_from(sacs: np.ndarray, rotated: np.ndarray, masks: np.ndarray, min_max: bool):
-    """Scores ``[U, M]`` (score_60, score_90) for every unit and mask."""
-    u = sacs.shape[0]
-    a = rotated.shape[0]
-    s = np.ascontiguousarray(sacs.reshape(u, -1))                 # [U, P]
-    r = np.ascontiguousarray(rotated.reshape(a * u, -1))          # [A * U, P]
-    mt = np.ascontiguousarray(masks.reshape(masks.shape[0], -1).T)  # [P, M]
-    area = mt.sum(0)                                             # [M]
-    ring_sum = s @ mt                                            # [U, M]
+def _scores_from(s: np.ndarray, r: np.ndarray, masks: np.ndarray, min_max: bool):
+    """Scores ``[U, M]`` (score_60, score_90) from SAC pixels ``s [P, U]``, rotated pixels
+    ``r [A, P, U]`` and masks ``[M, P]`` (any pixel subset closed under the ring sums)."""
+    area = masks.sum(1)[:, None]                                 # [M, 1]
+    ring_sum = masks @ s                                         # [M, U]
     mean = ring_sum / area
     # sum_ring (s - mean)^2 and sum_ring (s - mean) * (rot - mean); the ring sum of (s - mean) is 0
-    var = ((s * s) @ mt - 2 * mean * ring_sum + mean**2 * area) / area + 1e-5
-    sr = (r.reshape(a, u, -1) * s[None]).reshape(a * u, -1)
-    cross = ((sr @ mt).reshape(a, u, -1) - mean[None] * (r @ mt).reshape(a, u, -1)) / area   # [A, U, M]
-    c = dict(zip(ANGLES, cross / var[None]))
+    var = (masks @ (s * s) - 2 * mean * ring_sum + mean**2 * area) / area + 1e-5
+    cross = (masks @ (r * s) - mean * (masks @ r)) / area       # [A, M, U]
+    c = dict(zip(ANGLES, cross / var))
     if min_max:
         s60 = np.minimum(c[60], c[120]) - np.maximum(c[30], np.maximum(c[90], c[150]))
     else:
         s60 = (c[60] + c[120]) / 2 - (c[30] + c[90] + c[150]) / 3
     s90 = c[90] - (c[45] + c[135]) / 2
-    return s60, s90
+    return s60.T, s90.T
+
+
+@lru_cache(maxsize=8)
+def _half_ring_operator(n: int, inner: float, outer: tuple[float, ...]):
+    """``(P, E_H, pixels, masks_H)``: the rotation restricted to the pixels that the ring masks use,
+    and of those only one of each pair ``(p, -p)``: an autocorrelogram and its rotations are
+    point-symmetric, so every ring sum is twice the sum over this half (the factor cancels)."""
+    m = 2 * n - 1
+    masks = ring_masks(n, inner, outer).reshape(len(outer), -1)
+    dy, dx = (np.mgrid[0:m, 0:m] - (n - 1)).reshape(2, -1)
+    half = (dy > 0) | ((dy == 0) & (dx > 0))
+    pixels = np.flatnonzero(half & (masks.sum(0) > 0))
+    prefilter, op = _rotation_operator(m, ANGLES)
+    rows = (np.arange(len(ANGLES))[:, None] * m * m + pixels[None, :]).ravel()
+    return prefilter, op[rows], pixels, np.ascontiguousarray(masks[:, pixels])
 
 
 def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer=MASK_OUTER,
-                chunk: int = 512) -> dict[str, np.ndarray]:
+                chunk: int = 128) -> dict[str, np.ndarray]:
     """Gridness of every map in ``maps [U, n, n]`` (array, tensor or :class:`MapStack`).
 
     Returns ``score_60 [U]``, ``score_90 [U]`` (max over ring masks), ``mask_60 [U]``, ``mask_90 [U]``
     (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. Units are processed in chunks of
-    ``chunk`` to bound memory; every step inside a chunk is a batched array operation.
+    ``chunk`` (small chunks keep the temporaries in cache: 4x faster than 512 here); every step
+    inside a chunk is a batched array operation.
     """
     maps = _as_stack(maps)
     n = maps.shape[1]
-    masks = ring_masks(n, inner, outer)
+    outer = tuple(float(o) for o in np.atleast_1d(outer))
+    prefilter, op, pixels, masks = _half_ring_operator(n, float(inner), outer)
     out: dict[str, list[np.ndarray]] = {"score_60": [], "score_90": [], "mask_60": [], "mask_90": [], "sac": []}
     for start in range(0, maps.shape[0], chunk):
         sacs = autocorrelograms(maps[start:start + chunk])
-        s60, s90 = _scores_from(sacs, rotate_stack(sacs), masks, min_max)
+        u = sacs.shape[0]
+        coeffs = (prefilter @ sacs @ prefilter.T).reshape(u, -1)     # spline coefficients [U, m^2]
+        rotated = (op @ coeffs.T).reshape(len(ANGLES), len(pixels), u)  # [A, P_half, U]
+        flat = np.ascontiguousarray(sacs.reshape(u, -1)[:, pixels].T)   # [P_half, U]
+        s60, s90 = _scores_from(flat, rotated, masks, min_max)
         out["score_60"].append(s60.max(1))
         out["score_90"].append(s90.max(1))
         out["mask_60"].append(s60.argmax(1))
@@ -270,7 +287,8 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
 
     A peak is a positive 3 x 3 local maximum at least 2 bins from the centre. Returns
     ``spacing [U]`` (median distance of the peaks, in the units of ``bin_size``, NaN with fewer
-    than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the smallest peak angle mod 60) and
+    than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the smallest peak angle mod 60, counter-clockwise from
+    the +x axis with rows as +y, as in :func:`ratemaps`) and
     ``n_found [U]``.
     """
     sacs = np.asarray(sacs, dtype=np.float64)
@@ -288,7 +306,7 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     found = np.isfinite(nearest)
     n_found = found.sum(1)
     spacing = np.nanmedian(np.where(found, nearest, np.nan), axis=1) if k else np.full(u, np.nan)
-    angles = np.degrees(np.arctan2(-yy.ravel()[order], xx.ravel()[order])) % 60.0   # y up
+    angles = np.degrees(np.arctan2(yy.ravel()[order], xx.ravel()[order])) % 60.0   # rows = +y
     orientation = np.where(found, angles, np.inf).min(1)
     spacing = np.where(n_found >= 3, spacing * bin_size, np.nan)
     orientation = np.where(n_found >= 3, orientation, np.nan)
@@ -298,7 +316,7 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
 # ----------------------------------------------------------------------------- the analysis
 
 
-@register_analysis("gridness", protocol=SpatialMaps, version="1")
+@register_analysis("gridness", protocol=SpatialMaps, version="1", quick_params={"n_positions": 20_000})
 def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
              threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
     """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing.
@@ -324,8 +342,10 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
         "max_score_60": float(s60.max()),
         "grid_fraction_0.3": float((s60 > threshold_lenient).mean()),
         "grid_fraction_0.8": float((s60 > threshold_strict).mean()),
-        f"median_spacing_{stack.units}": float(np.nanmedian(spacing_grid)) if np.isfinite(spacing_grid).any() else float("nan"),
+        "n_grid_with_spacing": int(np.isfinite(spacing_grid).sum()),
     }
+    if np.isfinite(spacing_grid).any():  # left out (not NaN) when no grid unit has a measurable spacing
+        summary[f"median_spacing_{stack.units}"] = float(np.nanmedian(spacing_grid))
     arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],
               "orientation": geom["orientation"]}
     return AnalysisResult(summary=summary, arrays=arrays)

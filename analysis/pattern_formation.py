@@ -16,9 +16,10 @@ plane-wave wavelength ``2 pi / k*`` = 0.640 m, hexagonal grid spacing ``4 pi / (
 
 Pattern-forming dynamics of a map ``g(x)`` on a periodic ``n x n`` grid (one Euler step)::
 
-    g <- phi(g + dt (-g + Sigma g)),   then g <- g / rms(g)
+    g <- phi(g + dt (-g + Sigma g))     (ReLU maps then rescaled to unit RMS)
 
-with ``Sigma g = IFFT(S(k) FFT(g))`` (``S`` scaled to max 1). ``phi = ReLU`` (non-negative
+with ``Sigma g = IFFT(S(k) FFT(g))`` (``S`` scaled to max 1.5, so ring modes grow; tanh
+bounds the growth by saturating, ReLU has no scale of its own). ``phi = ReLU`` (non-negative
 firing) selects hexagonal patterns through three-wave interactions on the ring; an odd ``phi``
 (tanh) gives stripes or mixtures. Several maps learned together are kept orthogonal with
 Sanger's rule (map ``i`` loses its projections on maps ``j < i``), giving a hierarchy of grids.
@@ -108,27 +109,33 @@ def empirical_ring(place_cells, n: int = 55, box: float | None = None) -> dict[s
 # ----------------------------------------------------------------------------- dynamics
 
 
-def _fft_operator(spectrum: np.ndarray):
-    """``g [M, n, n] -> Sigma g`` through the (unshifted) spectrum, scaled to max 1."""
+def _fft_operator(spectrum: np.ndarray, gain: float = 1.0):
+    """``g [M, n, n] -> gain * Sigma g`` through the (unshifted) spectrum, scaled to max ``gain``."""
     s = np.fft.ifftshift(spectrum)
-    s = s / s.max()
+    s = gain * s / s.max()
     return lambda g: np.real(np.fft.ifft2(np.fft.fft2(g) * s))
 
 
-def simulate(spectrum: np.ndarray, n_maps: int = 32, steps: int = 2000, dt: float = 0.1,
-             nonlinearity: str = "relu", sanger: bool = False, seed: int = 0) -> np.ndarray:
+def simulate(spectrum: np.ndarray, n_maps: int = 32, steps: int = 1000, dt: float = 0.1,
+             nonlinearity: str = "relu", sanger: bool = False, gain: float = 1.5, seed: int = 0) -> np.ndarray:
     """Run the pattern-forming dynamics for ``n_maps`` maps on the grid of ``spectrum [n, n]``.
 
-    Independent maps (``sanger=False``) each follow ``g <- phi(g + dt(Sigma g - g))``, ``g <- g/rms(g)``;
-    with ``sanger=True`` map ``i`` also loses its projections on maps ``0..i-1`` after every step
-    (Sanger's generalised Hebbian rule), so the maps learn successive patterns. Returns ``[M, n, n]``.
+    Each map follows ``g <- phi(g + dt(-g + Sigma g))`` with ``Sigma`` scaled so that its top
+    eigenvalue is ``gain`` (> 1: the ring modes grow). ReLU (and linear) maps have no amplitude
+    of their own (``phi(a g) = a phi(g)``), so they are rescaled to unit RMS after every step;
+    tanh bounds the growth itself by saturating. With ``sanger=True`` map ``i`` also loses its
+    projections on maps ``0..i-1`` after every step (Sanger's rule), so the maps learn successive
+    patterns. Starts from N(0, 0.01) noise (its absolute value for ReLU). Returns ``[M, n, n]``.
     """
     if nonlinearity not in _PHI:
         raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose from {', '.join(_PHI)}")
     spectrum = np.asarray(spectrum, dtype=np.float64)
     if spectrum.ndim != 2 or spectrum.shape[0] != spectrum.shape[1] or not np.isfinite(spectrum).all():
         raise ValueError("spectrum must be a finite square [n, n] array")
-    phi, apply = _PHI[nonlinearity], _fft_operator(spectrum)
+    if not spectrum.max() > 0:
+        raise ValueError("spectrum has no positive power")
+    phi, apply = _PHI[nonlinearity], _fft_operator(spectrum, gain)
+    rescale = nonlinearity != "tanh"
     n = spectrum.shape[0]
     rng = np.random.default_rng(seed)
     g = rng.standard_normal((n_maps, n, n)) * 0.1
@@ -138,23 +145,21 @@ def simulate(spectrum: np.ndarray, n_maps: int = 32, steps: int = 2000, dt: floa
         g = phi(g + dt * (apply(g) - g))
         if sanger:
             g = _sanger(g)
-        rms = np.sqrt((g**2).mean((1, 2), keepdims=True))
-        g = g / np.where(rms > 0, rms, 1.0)
+        if rescale:
+            rms = np.sqrt((g**2).mean((1, 2), keepdims=True))
+            g = g / np.where(rms > 0, rms, 1.0)
     return g
 
 
 def _sanger(g: np.ndarray) -> np.ndarray:
-    """Remove from each map its projections on the maps before it (lower-triangular Gram-Schmidt)."""
+    """Remove from each map its projections on the maps before it (Gram-Schmidt in learning order,
+    via QR: ``G^T = Q R``, map ``i`` becomes ``R_ii Q_i``; norms are reset by the caller)."""
     m = g.shape[0]
-    flat = g.reshape(m, -1)
-    gram = flat @ flat.T
-    norms = np.diag(gram).copy()
-    norms[norms == 0] = 1.0
-    coef = np.tril(gram / norms[None, :], k=-1)  # coef[i, j] = <g_i, g_j> / |g_j|^2 for j < i
-    return (flat - coef @ flat).reshape(g.shape)
+    q, r = np.linalg.qr(g.reshape(m, -1).T)
+    return (q * np.diag(r)[None, :]).T.reshape(g.shape)
 
 
-def pattern_formation(place_cells=None, *, n: int = 55, n_maps: int = 32, steps: int = 2000, dt: float = 0.1,
+def pattern_formation(place_cells=None, *, n: int = 55, n_maps: int = 32, steps: int = 1000, dt: float = 0.1,
                       seed: int = 0) -> dict[str, Any]:
     """ReLU against tanh maps and a Sanger hierarchy on the place-cell spectrum: scores and spacings.
 

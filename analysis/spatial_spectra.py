@@ -106,7 +106,7 @@ def ring_power_fraction(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radiu
         return np.where(total > 0, (power * near).sum((1, 2)) / total, np.nan)
 
 
-@register_analysis("spectrum", protocol=SpatialMaps, version="1")
+@register_analysis("spectrum", protocol=SpatialMaps, version="1", quick_params={"n_positions": 20_000})
 def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
     """Radially averaged power spectrum of a model's spatial maps: ring radius and power near it.
 
@@ -129,7 +129,7 @@ def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> Anal
         f"ring_radius_rad_per_{unit}": radius,
         f"median_unit_ring_radius_rad_per_{unit}": float(np.median(per_unit)),
         f"lattice_spacing_rad_per_{unit}": dk,
-        "median_power_fraction_near_ring": float(np.nanmedian(fraction)),
+        "median_power_fraction_near_ring": float(np.nanmedian(fraction)) if np.isfinite(fraction).any() else 0.0,
     }
     return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile,
                                                    "unit_ring_radius": per_unit, "power_fraction": fraction})

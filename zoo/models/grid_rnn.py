@@ -31,10 +31,12 @@ class GridRNN(nn.Module):
     """``forward(velocity [B,T,2], init_code [B,Np]) -> logits [B,T,Np]``; ``hidden(...) -> g [B,T,N]``."""
 
     def __init__(self, hidden_size: int = 4096, n_place_cells: int = 512, activation: str = "relu",
-                 seed: int = 0):
+                 seed: int = 0, init: str = "pytorch"):
         super().__init__()
         if activation not in _NONLINEARITIES:
             raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(_NONLINEARITIES)}")
+        if init not in ("pytorch", "identity"):
+            raise ValueError(f"unknown init {init!r}; choose 'pytorch' (the authors') or 'identity'")
         if hidden_size < 1 or n_place_cells < 1:
             raise ValueError(f"hidden_size and n_place_cells must be positive, got {hidden_size}, {n_place_cells}")
         self.activation, self.phi = activation, _NONLINEARITIES[activation]
@@ -48,9 +50,24 @@ class GridRNN(nn.Module):
             return nn.Parameter((torch.rand(*shape, generator=g) * 2 - 1) * bound)
 
         self.encoder = uniform((hidden_size, n_place_cells), n_place_cells)
-        self.weight_ih = uniform((hidden_size, 2), hidden_size)
-        self.weight_hh = uniform((hidden_size, hidden_size), hidden_size)
+        # torch's fused RNN kernel (as the authors' nn.RNN); weights drawn from the seeded generator
+        self.rnn = nn.RNN(2, hidden_size, nonlinearity=activation, bias=False, batch_first=True)
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(uniform((hidden_size, 2), hidden_size))
+            self.rnn.weight_hh_l0.copy_(uniform((hidden_size, hidden_size), hidden_size))
+            if init == "identity":  # IRNN start (Le et al. 2015): activity neither dies nor explodes
+                self.rnn.weight_hh_l0.copy_(torch.eye(hidden_size))
         self.decoder = uniform((n_place_cells, hidden_size), hidden_size)
+
+    @property
+    def weight_hh(self) -> nn.Parameter:
+        """Recurrent weights ``W_hh [N, N]``."""
+        return self.rnn.weight_hh_l0
+
+    @property
+    def weight_ih(self) -> nn.Parameter:
+        """Input (velocity) weights ``W_ih [N, 2]``."""
+        return self.rnn.weight_ih_l0
 
     # -- forward -------------------------------------------------------------------------------
     def initial_state(self, init_code: torch.Tensor) -> torch.Tensor:
@@ -72,12 +89,7 @@ class GridRNN(nn.Module):
         h = self.initial_state(init_code)
         if h.shape[0] != velocity.shape[0]:
             raise ValueError(f"batch sizes differ: velocity {velocity.shape[0]}, init_code {h.shape[0]}")
-        drive = velocity @ self.weight_ih.T  # [B, T, N], all input projections at once
-        states = []
-        for t in range(velocity.shape[1]):
-            h = self.phi(h @ self.weight_hh.T + drive[:, t])
-            states.append(h)
-        return torch.stack(states, dim=1)
+        return self.rnn(velocity, h[None])[0]
 
     def forward(self, velocity: torch.Tensor, init_code: torch.Tensor) -> torch.Tensor:
         return self.hidden(velocity, init_code) @ self.decoder.T
@@ -140,6 +152,10 @@ _PAPER_RECIPE = "the paper's network: --set hidden_size=4096 --max-steps 100000"
           "40 min, see the card's config and training); " + _PAPER_RECIPE + " reproduces the paper's recipe.",
 )
 def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activation: str = "relu",
-             seed: int = 0) -> GridRNN:
-    """ReLU RNN of the grid-cell paper (no bias, encoder of the initial place-cell code, decoder)."""
-    return GridRNN(hidden_size, n_place_cells or 512, activation, seed)
+             seed: int = 0, init: str = "pytorch") -> GridRNN:
+    """ReLU RNN of the grid-cell paper (no bias, encoder of the initial place-cell code, decoder).
+
+    ``init="pytorch"`` is the authors' start (PyTorch's default uniform weights); ``"identity"``
+    starts ``W_hh`` at the identity, which leaves the initial loss plateau far sooner (used for
+    the CPU-trained shipped network, see the card)."""
+    return GridRNN(hidden_size, n_place_cells or 512, activation, seed, init)

@@ -1,0 +1,110 @@
+"""Training-step throughput of the grid-cell RNN: the zoo's step against the authors' formulation.
+
+Both take one Adam step on the same batch (200 trajectories x 20 steps, 512 place cells).
+
+* zoo: ``task.loss`` (one forward pass, ``log_softmax`` cross-entropy) and weight decay on
+  ``W_hh`` through the optimizer's parameter groups (``GridRNN.optimizer_param_groups``);
+* authors (Sorscher et al.'s ``compute_loss``): the network is run twice, once for the logits
+  used in decoding and once for ``softmax``, the loss is ``-(y * log(softmax(z))).sum(-1).mean()``
+  plus ``weight_decay * ||W_hh||^2``; time-first ``nn.RNN`` as in their code.
+
+Batch generation is excluded (the same pre-made batches feed both). Prints steps per second at
+each size and the ratio zoo / authors.
+
+    .venv/bin/python benches/bench_grid_training.py [--sizes 1024 4096] [--steps 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.path_integration import PathIntegration  # noqa: E402
+from zoo.models.grid_rnn import GridRNN  # noqa: E402
+
+
+class AuthorsRNN(nn.Module):
+    """The authors' model class: encoder, time-first ``nn.RNN`` (ReLU, no bias), decoder."""
+
+    def __init__(self, n_cells: int, hidden: int, weight_decay: float):
+        super().__init__()
+        self.encoder = nn.Linear(n_cells, hidden, bias=False)
+        self.RNN = nn.RNN(input_size=2, hidden_size=hidden, nonlinearity="relu", bias=False)
+        self.decoder = nn.Linear(hidden, n_cells, bias=False)
+        self.softmax = nn.Softmax(dim=-1)
+        self.weight_decay = weight_decay
+
+    def predict(self, v, p0):
+        g, _ = self.RNN(v, self.encoder(p0)[None])
+        return self.decoder(g)
+
+    def compute_loss(self, v, p0, y, pos, centres):
+        preds = self.predict(v, p0)
+        yhat = self.softmax(self.predict(v, p0))
+        loss = -(y * torch.log(yhat)).sum(-1).mean()
+        loss = loss + self.weight_decay * (self.RNN.weight_hh_l0**2).sum()
+        pred_pos = centres[torch.topk(preds, k=3).indices].mean(-2)
+        err = torch.sqrt(((pos - pred_pos) ** 2).sum(-1)).mean()
+        return loss, err
+
+
+def _time(step, batches, warmup: int = 1) -> float:
+    for b in batches[:warmup]:
+        step(b)
+    start = time.perf_counter()
+    for b in batches[warmup:]:
+        step(b)
+    return (len(batches) - warmup) / (time.perf_counter() - start)
+
+
+def bench(hidden: int, steps: int, task: PathIntegration) -> tuple[float, float]:
+    g = torch.Generator().manual_seed(0)
+    batches = [task.make_batch(g, 200) for _ in range(steps + 1)]
+
+    ours = GridRNN(hidden, task.place_cells.n)
+    opt = torch.optim.Adam(ours.optimizer_param_groups(1e-4), lr=1e-4)
+
+    def zoo_step(batch):
+        loss, _ = task.loss(ours, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    theirs = AuthorsRNN(task.place_cells.n, hidden, 1e-4)
+    opt2 = torch.optim.Adam(theirs.parameters(), lr=1e-4)
+    centres = task.place_cells.centres
+
+    def authors_step(batch):
+        v, p0, y, pos = batch
+        loss, _ = theirs.compute_loss(v.transpose(0, 1), p0, y.transpose(0, 1), pos.transpose(0, 1), centres)
+        opt2.zero_grad(set_to_none=True)
+        loss.backward()
+        opt2.step()
+
+    return _time(zoo_step, batches), _time(authors_step, batches)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per size (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    task = PathIntegration()
+    print(f"grid RNN training step, batch 200 x 20, {task.place_cells.n} place cells, {args.threads} thread(s)")
+    print(f"{'units':>6} {'zoo steps/s':>12} {'authors steps/s':>16} {'ratio':>6}")
+    for hidden in args.sizes:
+        ours, theirs = bench(hidden, args.steps, task)
+        print(f"{hidden:>6} {ours:>12.3f} {theirs:>16.3f} {ours / theirs:>6.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Gridness, autocorrelograms, spectra and the pattern-formation theory against oracles.
+
+The oracle is a plain per-unit implementation of DeepMind's scorer (direct 2-D convolutions,
+``scipy.ndimage.rotate`` per angle, a Python loop over masks); the vectorised analysis must
+agree with it to 1e-6. Synthetic maps: hexagonal (three plane waves at 60 degrees), square
+(two at 90 degrees) and white noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage, signal
+
+from analysis import gridness as G
+from analysis import pattern_formation as PF
+from analysis import spatial_spectra as SS
+
+N_BINS = 20
+BOX = 2.2
+
+
+# ----------------------------------------------------------------------------- the oracle
+
+
+def oracle_sac(rate_map: np.ndarray) -> np.ndarray:
+    """DeepMind's calculate_sac, one map, direct convolutions."""
+    seq = np.array(rate_map, dtype=np.float64)
+    ones = np.where(np.isnan(seq), 0.0, 1.0)
+    seq = np.nan_to_num(seq)
+
+    def filter2(b, x):
+        return signal.convolve2d(x, np.rot90(b, 2), mode="full")
+
+    prod = filter2(seq, seq)
+    s1, s2 = filter2(seq, ones), filter2(ones, seq)
+    q1, q2 = filter2(seq**2, ones), filter2(ones, seq**2)
+    nb = filter2(ones, ones)
+    with np.errstate(all="ignore"):
+        sd1 = np.sqrt(q1 / nb - s1**2 / nb**2)
+        sd2 = np.sqrt(q2 / nb - s2**2 / nb**2)
+        cov = prod / nb - s1 * s2 / nb**2
+        return np.nan_to_num(cov / (sd1 * sd2))
+
+
+def oracle_scores(rate_map: np.ndarray, min_max: bool = False) -> tuple[float, float]:
+    n = rate_map.shape[0]
+    sac = oracle_sac(rate_map)
+    rot = {a: ndimage.rotate(sac, a, reshape=False) for a in (30, 45, 60, 90, 120, 135, 150)}
+    size = 2 * n - 1
+    x = np.linspace(-(size // 2), size // 2, size)
+    r = np.sqrt(x[None] ** 2 + x[:, None] ** 2)
+    best60 = best90 = -np.inf
+    for outer in np.linspace(0.4, 1.0, 10):
+        mask = (r <= outer * n) * (1 - (r <= 0.2 * n))
+        area = mask.sum()
+        mean = (sac * mask).sum() / area
+        centred = (sac - mean) * mask
+        var = (centred**2).sum() / area + 1e-5
+        c = {a: (centred * (rot[a] - mean) * mask).sum() / area / var for a in rot}
+        if min_max:
+            s60 = min(c[60], c[120]) - max(c[30], c[90], c[150])
+        else:
+            s60 = (c[60] + c[120]) / 2 - (c[30] + c[90] + c[150]) / 3
+        best60 = max(best60, s60)
+        best90 = max(best90, c[90] - (c[45] + c[135]) / 2)
+    return best60, best90
+
+
+# ----------------------------------------------------------------------------- synthetic maps
+
+
+def _grid(n=N_BINS):
+    c = (np.arange(n) + 0.5) / n * BOX - BOX / 2
+    return np.meshgrid(c, c)
+
+
+def hexagonal(spacing=0.7, theta=0.3, phases=(0.1, 1.0, 2.0), n=N_BINS):
+    x, y = _grid(n)
+    k = 4 * np.pi / (np.sqrt(3) * spacing)
+    return sum(np.cos(k * (np.cos(theta + a) * x + np.sin(theta + a) * y) + p)
+               for a, p in zip((0, np.pi / 3, 2 * np.pi / 3), phases))
+
+
+def square(period=0.7, n=N_BINS):
+    x, y = _grid(n)
+    k = 2 * np.pi / period
+    return np.cos(k * x) + np.cos(k * y + 0.4)
+
+
+@pytest.fixture(scope="module")
+def maps():
+    rng = np.random.default_rng(0)
+    hexes = [hexagonal(rng.uniform(0.5, 0.8), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi, 3)) for _ in range(6)]
+    squares = [square(rng.uniform(0.5, 0.8)) for _ in range(4)]
+    noise = [rng.standard_normal((N_BINS, N_BINS)) for _ in range(20)]
+    holey = rng.standard_normal((N_BINS, N_BINS)) + hexagonal()
+    holey[3, 4] = holey[0, :3] = np.nan
+    return {"hex": np.stack(hexes), "square": np.stack(squares), "noise": np.stack(noise), "holey": holey[None]}
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def test_hexagonal_maps_score_high_on_60(maps):
+    s = G.grid_scores(maps["hex"])
+    assert (s["score_60"] > 1.0).all(), s["score_60"]
+    assert (s["score_60"] > s["score_90"]).all()
+
+
+def test_square_maps_low_on_60_high_on_90(maps):
+    s = G.grid_scores(maps["square"])
+    assert (s["score_60"] < 0.0).all(), s["score_60"]
+    assert (s["score_90"] > 1.0).all(), s["score_90"]
+
+
+def test_random_maps_score_near_zero(maps):
+    s = G.grid_scores(maps["noise"])
+    assert abs(np.median(s["score_60"])) < 0.2
+    assert (s["score_60"] > 0.3).mean() <= 0.15   # the max over 10 masks lets a few noisy maps through
+    assert (s["score_60"] < 1.0).all()
+
+
+@pytest.mark.parametrize("min_max", [False, True])
+def test_vectorised_scores_agree_with_per_unit_oracle(maps, min_max):
+    stack = np.concatenate([maps["hex"][:3], maps["square"][:2], maps["noise"][:4]])
+    s = G.grid_scores(stack, min_max=min_max)
+    for i, m in enumerate(stack):
+        o60, o90 = oracle_scores(m, min_max)
+        assert abs(s["score_60"][i] - o60) < 1e-6
+        assert abs(s["score_90"][i] - o90) < 1e-6
+
+
+def test_autocorrelogram_matches_oracle_with_unvisited_bins(maps):
+    m = maps["holey"]
+    sac = G.autocorrelograms(m)[0]
+    np.testing.assert_allclose(sac, oracle_sac(m[0]), atol=1e-6)
+    assert sac[N_BINS - 1, N_BINS - 1] == pytest.approx(1.0)
+    o60, o90 = oracle_scores(m[0])
+    s = G.grid_scores(m)
+    assert abs(s["score_60"][0] - o60) < 1e-6 and abs(s["score_90"][0] - o90) < 1e-6
+
+
+def test_rotation_operator_equals_scipy_rotate():
+    rng = np.random.default_rng(3)
+    sacs = rng.standard_normal((3, 15, 15))
+    rotated = G.rotate_stack(sacs)
+    for j, angle in enumerate(G.ANGLES):
+        for i in range(3):
+            np.testing.assert_allclose(rotated[j, i], ndimage.rotate(sacs[i], angle, reshape=False), atol=1e-12)
+
+
+def test_ring_masks_are_deepmind_rings():
+    masks = G.ring_masks(N_BINS)
+    assert masks.shape == (10, 2 * N_BINS - 1, 2 * N_BINS - 1)
+    c = N_BINS - 1
+    assert masks[:, c, c].sum() == 0                      # centre excluded (inner radius 0.2 n = 4 bins)
+    assert masks[0, c, c + 4].sum() == 0 and masks[0, c, c + 5] == 1
+    assert masks[-1, c, c + 19] == 1 and masks[0, c, c + 9] == 0  # outer 0.4 n = 8 bins, 1.0 n = 20
+    assert (np.diff(masks.sum((1, 2))) > 0).all()
+
+
+def test_spacing_and_orientation_from_autocorrelogram_peaks():
+    n = 40
+    hexes = np.stack([hexagonal(0.7, 0.0, n=n), hexagonal(0.5, math.radians(20), n=n)])
+    sacs = G.autocorrelograms(hexes)
+    geom = G.grid_geometry(sacs, BOX / n)
+    bin_size = BOX / n
+    assert geom["spacing"][0] == pytest.approx(0.7, abs=bin_size)
+    assert geom["spacing"][1] == pytest.approx(0.5, abs=bin_size)
+    assert (geom["n_found"] == 6).all()
+    angle_err = lambda a, b: min(abs(a - b) % 60, 60 - abs(a - b) % 60)
+    # wave vectors at theta + (0, 60, 120) degrees put the lattice's peaks at theta + 30 degrees
+    assert angle_err(geom["orientation"][0], 30.0) < 6
+    assert angle_err(geom["orientation"][1], 50.0) < 6
+
+
+# ----------------------------------------------------------------------------- ratemaps
+
+
+def test_ratemaps_match_a_plain_loop():
+    rng = np.random.default_rng(1)
+    pos = torch.from_numpy(rng.uniform(-1.1, 1.1, (3000, 2)))
+    act = torch.from_numpy(rng.standard_normal((3000, 5)))
+    extent = (-1.1, 1.1, -1.1, 1.1)
+    maps = G.ratemaps(pos, act, 8, extent).numpy()
+    sums, counts = np.zeros((5, 8, 8)), np.zeros((8, 8))
+    for (x, y), a in zip(pos.numpy(), act.numpy()):
+        i, j = min(int((y + 1.1) / 2.2 * 8), 7), min(int((x + 1.1) / 2.2 * 8), 7)
+        sums[:, i, j] += a
+        counts[i, j] += 1
+    np.testing.assert_allclose(maps, sums / counts, atol=1e-12)
+    sparse = G.ratemaps(pos[:3], act[:3], 8, extent)
+    assert torch.isnan(sparse).sum() == 5 * (64 - len({(int((y + 1.1) / 0.275), int((x + 1.1) / 0.275)) for x, y in pos[:3].tolist()}))
+
+
+# ----------------------------------------------------------------------------- spectra and theory
+
+
+def test_spectrum_ring_of_plane_waves():
+    n = 40
+    maps = np.stack([hexagonal(0.7, 0.2, n=n), hexagonal(0.7, 1.0, n=n)])
+    power, kx, ky = SS.power_spectra(maps, (-BOX / 2, BOX / 2, -BOX / 2, BOX / 2))
+    k, prof = SS.radial_profile(power, kx, ky)
+    dk = k[1] - k[0]
+    assert dk == pytest.approx(2 * np.pi / BOX)
+    k_true = 4 * np.pi / (np.sqrt(3) * 0.7)
+    assert np.all(np.abs(SS.ring_radius(k, prof) - k_true) <= dk)
+    assert (SS.ring_power_fraction(power, kx, ky, k_true, dk) > 0.8).all()
+
+
+def test_analytic_ring_radius_and_spacing():
+    assert PF.optimal_k(0.12, 2.0) == pytest.approx(9.81, abs=0.01)
+    assert 2 * np.pi / PF.optimal_k() == pytest.approx(0.640, abs=0.001)
+    assert PF.grid_spacing(PF.optimal_k()) == pytest.approx(0.739, abs=0.001)
+    k = np.linspace(0, 40, 40001)
+    assert k[np.argmax(PF.dog_spectrum(k))] == pytest.approx(PF.optimal_k(), abs=1e-3)
+    assert k[np.argmax(PF.dog_spectrum(k, dog=False))] == 0.0
+
+
+def test_empirical_ring_matches_k_star_within_lattice_spacing():
+    from tasks.path_integration import PlaceCells
+
+    ring = PF.empirical_ring(PlaceCells(periodic=True), n=44)
+    assert abs(ring["k_empirical"] - ring["k_star"]) <= ring["lattice_spacing"]
+    gauss = PF.empirical_ring(PlaceCells(periodic=True, dog=False), n=44)
+    assert gauss["k_empirical"] <= gauss["lattice_spacing"] * 1.01  # Gaussian: lowest non-zero shell
+
+
+def test_relu_beats_tanh_in_pattern_formation():
+    from tasks.path_integration import PlaceCells
+
+    spec = PF.covariance_spectrum(PlaceCells(periodic=True), n=44)
+    relu = G.grid_scores(PF.simulate(spec["spectrum"], n_maps=8, steps=300, nonlinearity="relu"))["score_60"]
+    tanh = G.grid_scores(PF.simulate(spec["spectrum"], n_maps=8, steps=300, nonlinearity="tanh"))["score_60"]
+    assert np.median(relu) > 0.3
+    assert np.median(relu) > np.median(tanh) + 0.3
+
+
+def test_sanger_orthogonalisation_makes_maps_orthogonal():
+    rng = np.random.default_rng(0)
+    g = PF._sanger(rng.standard_normal((4, 6, 6)))
+    flat = g.reshape(4, -1)
+    gram = flat @ flat.T
+    assert np.abs(gram - np.diag(np.diag(gram))).max() < 1e-10
+    first = rng.standard_normal((1, 6, 6))
+    np.testing.assert_allclose(PF._sanger(first), first, atol=1e-12)  # the first map is untouched
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="square"):
+        G.grid_scores(np.zeros((2, 10, 12)))
+    with pytest.raises(ValueError, match="inf"):
+        G.grid_scores(np.full((1, 10, 10), np.inf))
+    with pytest.raises(ValueError, match=r"\[P, 2\]"):
+        G.ratemaps(torch.zeros(10, 3), torch.zeros(10, 4), 5, (0, 1, 0, 1))
+    with pytest.raises(ValueError, match="activations"):
+        G.ratemaps(torch.zeros(10, 2), torch.zeros(9, 4), 5, (0, 1, 0, 1))
+    with pytest.raises(ValueError, match="extent"):
+        SS.power_spectra(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        PF.simulate(np.ones((8, 8)), nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="finite"):
+        PF.simulate(np.full((8, 8), np.nan))
+    with pytest.raises(ValueError, match="surround_scale"):
+        PF.optimal_k(0.12, 1.0)
+
+
+def test_all_nan_map_scores_zero_not_nan():
+    m = np.full((1, 10, 10), np.nan)
+    s = G.grid_scores(m)
+    assert np.isfinite(s["score_60"]).all() and s["score_60"][0] == 0.0
+
+
+def test_analyses_registered_with_spatialmaps_protocol():
+    from analysis.protocols import SpatialMaps
+    from analysis.registry import get_analysis
+
+    for name in ("gridness", "spectrum"):
+        a = get_analysis(name)
+        assert a.protocol is SpatialMaps
+        with pytest.raises(TypeError, match="SpatialMaps"):
+            a(torch.nn.Linear(2, 2), None)
