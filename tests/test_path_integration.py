@@ -1,0 +1,194 @@
+"""The path-integration task (trajectories, place cells, loss) and the grid-cell RNN entry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.protocols import RecurrentDynamics, SpatialMaps
+from tasks import get_task
+from tasks.path_integration import PathIntegration, PlaceCells
+from zoo.models.grid_rnn import GridRNN
+
+
+@pytest.fixture(scope="module")
+def task():
+    return PathIntegration(seed=3)
+
+
+def _batch(task, seed=0, b=64):
+    return task.make_batch(torch.Generator().manual_seed(seed), b)
+
+
+# ----------------------------------------------------------------------------- trajectories
+
+
+def test_same_seed_same_batches_and_fresh_batches_per_step():
+    a = [b[0] for _, b in zip(range(2), get_task("path-integration", seed=5).dataloader("train", 16))]
+    b = [b[0] for _, b in zip(range(2), get_task("path-integration", seed=5).dataloader("train", 16))]
+    c = next(iter(get_task("path-integration", seed=6).dataloader("train", 16)))[0]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], a[1])          # a fresh batch every step
+    assert not torch.equal(a[0], c)             # another seed, other trajectories
+    val = next(iter(get_task("path-integration", seed=5).dataloader("val", 16)))[0]
+    assert not torch.equal(val, a[0])           # splits draw from different streams
+
+
+def test_batch_shapes_and_units(task):
+    v, p0, y, pos = _batch(task)
+    assert v.shape == (64, 20, 2) and p0.shape == (64, 512) and y.shape == (64, 20, 512) and pos.shape == (64, 20, 2)
+    # the authors' wall rule turns and slows the agent within 3 cm of a wall, so a step can
+    # overshoot by at most a few cm: nearly every position lies inside the 2.2 m box
+    assert pos.abs().max() <= 1.1 + 0.05 and (pos.abs() <= 1.1).float().mean() > 0.99
+    traj = task.trajectories(400, torch.Generator().manual_seed(1))
+    # velocity integrates to the positions: x_{t+1} = x_t + v_t (m per step)
+    np.testing.assert_allclose((pos[:, 1:] - pos[:, :-1]).numpy(), v[:, 1:].numpy(), atol=1e-5)
+    speed = traj["speed"] / task.dt                               # m/s
+    b = 0.13 * 2 * math.pi
+    assert speed.median() == pytest.approx(b * math.sqrt(2 * math.log(2)), rel=0.1)  # Rayleigh median
+    turn = torch.diff(traj["heading"], dim=1)
+    turn = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi
+    assert (turn / task.dt).std() == pytest.approx(11.52, rel=0.15)  # plus wall turns
+
+
+def test_walls_turn_and_slow_the_agent(task):
+    pos = torch.tensor([[1.09, 0.0], [1.09, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    hd = torch.tensor([0.1, math.pi, 0.0], dtype=torch.float64)   # towards the east wall, away, centre
+    near, turn = task._avoid_wall(pos, hd)
+    assert near.tolist() == [True, False, False]
+    assert turn[0] == pytest.approx(math.pi / 2 - 0.1)           # turned to run along the wall
+
+
+def test_periodic_box_wraps_positions():
+    t = PathIntegration(periodic=True, sequence_length=200)
+    traj = t.trajectories(50, torch.Generator().manual_seed(0))
+    assert traj["position"].abs().max() <= 1.1
+
+
+# ----------------------------------------------------------------------------- place cells
+
+
+def test_place_cells_are_a_distribution_peaked_at_the_position(task):
+    pos = torch.rand(500, 2) * 2.2 - 1.1
+    code = task.place_cells.activation(pos)
+    assert torch.allclose(code.sum(-1), torch.ones(500), atol=1e-5)
+    assert (code >= 0).all() and torch.allclose(code.min(-1).values, torch.zeros(500), atol=1e-7)
+    err = (task.place_cells.decode(code) - pos).norm(dim=-1)
+    assert err.mean() < 0.06                                       # top-3 decoding of the true code
+
+
+def test_place_cell_formula_and_fixed_centres():
+    cells = PlaceCells(n=16, sigma=0.2, surround_scale=2.0)
+    assert torch.equal(cells.centres, PlaceCells(n=16, sigma=0.2).centres)
+    x = torch.tensor([[0.3, -0.2]])
+    d2 = ((x[:, None] - cells.centres) ** 2).sum(-1).double()
+    dog = torch.softmax(-d2 / (2 * 0.04), -1) - torch.softmax(-d2 / (2 * 2.0 * 0.04), -1)  # s = VARIANCE ratio
+    dog = dog - dog.min()
+    np.testing.assert_allclose(cells.activation(x).double(), dog / dog.sum(), atol=1e-6)
+    gauss = PlaceCells(n=16, sigma=0.2, dog=False).activation(x).double()
+    np.testing.assert_allclose(gauss, torch.softmax(-d2 / 0.08, -1), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- loss and model
+
+
+def test_loss_is_the_authors_cross_entropy(task):
+    model = GridRNN(32, 512, seed=1)
+    batch = _batch(task, b=8)
+    loss, metrics = task.loss(model, batch)
+    logits = model(batch[0], batch[1])
+    authors = -(batch[2] * torch.log(torch.softmax(logits, -1))).sum(-1).mean()
+    assert loss.item() == pytest.approx(authors.item(), abs=1e-5)
+    zero = GridRNN(32, 512)
+    with torch.no_grad():
+        zero.decoder.zero_()
+    assert task.loss(zero, batch)[0].item() == pytest.approx(math.log(512), abs=1e-5)  # uniform output
+    assert 0 < metrics["decoding_error_cm"] < 300
+
+
+def test_step_reproduces_forward_exactly(task):
+    model = GridRNN(48, 512, seed=2, init="identity")
+    v, p0 = _batch(task, b=5)[:2]
+    states = model.hidden(v, p0)
+    h = model.initial_state(p0)
+    for t in range(v.shape[1]):
+        h = model.step(h, v[:, t])
+        assert torch.allclose(h, states[:, t], atol=1e-6)
+    assert isinstance(model, RecurrentDynamics) and isinstance(model, SpatialMaps)
+    assert model.visited_states(_batch(task, b=5)).shape == (100, 48)
+
+
+def test_weight_decay_only_on_recurrent_weights():
+    model = GridRNN(16, 512)
+    groups = model.optimizer_param_groups(1e-4)
+    decayed = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert len(decayed) == 1 and decayed[0] is model.rnn.weight_hh_l0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # Adam's coupled decay of 2 * wd equals the authors' penalty wd * ||W_hh||^2
+    assert groups[0]["weight_decay"] == pytest.approx(2e-4)
+
+
+def test_same_seed_same_weights_and_no_biases():
+    a, b = GridRNN(16, 512, seed=4), GridRNN(16, 512, seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not any("bias" in k for k in a.state_dict())
+
+
+def test_spatial_maps_cover_the_box(task):
+    model = GridRNN(24, 512, seed=0)
+    stack = model.spatial_maps(task=task, n_positions=8000, bins=10)
+    assert stack.maps.shape == (24, 10, 10) and stack.extent == (-1.1, 1.1, -1.1, 1.1)
+    assert torch.isfinite(stack.maps).all()
+
+
+def test_evaluate_puts_gridness_in_metrics():
+    t = PathIntegration(eval_batches=1, ratemap_positions=4000)
+    metrics = t.evaluate(GridRNN(16, 512), "test", batch_size=16)
+    for key in ("loss", "decoding_error_cm", "grid_fraction_0.3", "grid_fraction_0.8"):
+        assert key in metrics and np.isfinite(metrics[key])
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs(task):
+    model = GridRNN(8, 512)
+    v, p0 = _batch(task, b=2)[:2]
+    with pytest.raises(ValueError, match=r"\[B, T, 2\]"):
+        model(v[..., :1], p0)
+    with pytest.raises(ValueError, match="NaN"):
+        model(torch.full_like(v, float("nan")), p0)
+    with pytest.raises(ValueError, match="init_code"):
+        model(v, p0[:, :10])
+    with pytest.raises(ValueError, match="batch sizes"):
+        model(v, p0[:1])
+    with pytest.raises(ValueError, match="activation"):
+        GridRNN(8, 512, activation="sigmoid")
+    with pytest.raises(ValueError, match="init"):
+        GridRNN(8, 512, init="zeros")
+    with pytest.raises(ValueError, match="split"):
+        task.dataloader("holdout", 4)
+    with pytest.raises(ValueError, match="positions"):
+        task.place_cells.activation(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="model output"):
+        task.loss(lambda v, p: torch.zeros(2, 20, 7), _batch(task, b=2))
+    with pytest.raises(KeyError, match="path-integration"):
+        get_task("path-integraton")
+
+
+def test_shipped_entry_card():
+    import zoo
+
+    entry = zoo.get_entry("path-integration/rnn-relu")
+    assert entry.recipe["lr"] == 1e-4 and entry.recipe["weight_decay"] == 1e-4 and entry.recipe["batch_size"] == 200
+    if not entry.path.exists():
+        pytest.skip("checkpoint not trained yet")
+    card = zoo.card("path-integration/rnn-relu")
+    for key in ("decoding_error_cm", "grid_fraction_0.3", "grid_fraction_0.8"):
+        assert key in card["metrics"]
+    model = zoo.load("path-integration/rnn-relu")
+    v, p0 = _batch(zoo.task("path-integration/rnn-relu"), b=4)[:2]
+    assert model(v, p0).shape == (4, 20, 512)
