@@ -285,11 +285,12 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
 def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> dict[str, np.ndarray]:
     """Spacing and orientation of each SAC ``[U, m, m]`` from its ``n_peaks`` nearest local maxima.
 
-    A peak is a positive 3 x 3 local maximum at least 2 bins from the centre. Returns
-    ``spacing [U]`` (median distance of the peaks, in the units of ``bin_size``, NaN with fewer
-    than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the smallest peak angle mod 60, counter-clockwise from
-    the +x axis with rows as +y, as in :func:`ratemaps`) and
-    ``n_found [U]``.
+    A peak is a positive 3 x 3 local maximum at least 2 bins from the centre; its position is
+    refined to a fraction of a bin by a parabola through it and its neighbours along each axis.
+    Returns ``spacing [U]`` (median distance of the peaks from the centre, in the units of
+    ``bin_size``; NaN with fewer than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the
+    smallest peak angle mod 60, counter-clockwise from +x with rows as +y, as in :func:`ratemaps`)
+    and ``n_found [U]``.
     """
     sacs = np.asarray(sacs, dtype=np.float64)
     u, m, _ = sacs.shape
@@ -301,12 +302,26 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     is_peak = (sacs >= pooled) & (sacs > 0) & (dist[None] >= 2)
     d = np.where(is_peak, dist[None], np.inf).reshape(u, -1)
     k = min(n_peaks, d.shape[1])
-    order = np.argsort(d, axis=1)[:, :k]
-    nearest = np.take_along_axis(d, order, axis=1)                        # [U, k]
-    found = np.isfinite(nearest)
+    order = np.argsort(d, axis=1)[:, :k]                                    # [U, k] flat pixel indices
+    found = np.isfinite(np.take_along_axis(d, order, axis=1))
     n_found = found.sum(1)
-    spacing = np.nanmedian(np.where(found, nearest, np.nan), axis=1) if k else np.full(u, np.nan)
-    angles = np.degrees(np.arctan2(yy.ravel()[order], xx.ravel()[order])) % 60.0   # rows = +y
+    row, col = order // m, order % m
+    units = np.arange(u)[:, None]
+
+    def refine(v0, v1, v2):  # vertex of the parabola through (-1, v0), (0, v1), (1, v2)
+        denom = v0 - 2 * v1 + v2
+        ok = denom < 0
+        return np.where(ok, 0.5 * (v0 - v2) / np.where(ok, denom, -1.0), 0.0).clip(-0.5, 0.5)
+
+    rm, rp = np.clip(row - 1, 0, m - 1), np.clip(row + 1, 0, m - 1)
+    cm, cp = np.clip(col - 1, 0, m - 1), np.clip(col + 1, 0, m - 1)
+    centre = sacs[units, row, col]
+    dy = refine(sacs[units, rm, col], centre, sacs[units, rp, col]) * (rm < row) * (rp > row)
+    dx = refine(sacs[units, row, cm], centre, sacs[units, row, cp]) * (cm < col) * (cp > col)
+    py, px = row - c + dy, col - c + dx
+    dist_peaks = np.where(found, np.hypot(px, py), np.nan)
+    spacing = np.nanmedian(np.where(n_found[:, None] > 0, dist_peaks, 0.0), axis=1) if k else np.full(u, np.nan)
+    angles = np.degrees(np.arctan2(py, px)) % 60.0
     orientation = np.where(found, angles, np.inf).min(1)
     spacing = np.where(n_found >= 3, spacing * bin_size, np.nan)
     orientation = np.where(n_found >= 3, orientation, np.nan)

@@ -172,6 +172,8 @@ def test_spacing_and_orientation_from_autocorrelogram_peaks():
     assert geom["spacing"][0] == pytest.approx(0.7, abs=bin_size)
     assert geom["spacing"][1] == pytest.approx(0.5, abs=bin_size)
     assert (geom["n_found"] == 6).all()
+    coarse = G.grid_geometry(G.autocorrelograms(hexagonal(0.739, 0.2)[None]), BOX / N_BINS)  # 0.11 m bins
+    assert coarse["spacing"][0] == pytest.approx(0.739, abs=0.02)                         # sub-bin peaks
     angle_err = lambda a, b: min(abs(a - b) % 60, 60 - abs(a - b) % 60)
     # wave vectors at theta + (0, 60, 120) degrees put the lattice's peaks at theta + 30 degrees
     assert angle_err(geom["orientation"][0], 30.0) < 6
