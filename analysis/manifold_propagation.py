@@ -348,7 +348,7 @@ def default_q0(model: Any, start_layer: int = 0) -> float:
         return 1.0
     phi, sw, sb = spec[min(start_layer + 1, len(spec) - 1)]
     q_star = float(mf.fixed_point(sw, sb, phi).q_star)
-    if not math.isfinite(q_star):
+    if not math.isfinite(q_star) or q_star <= 0:  # no finite or a zero fixed point (e.g. ReLU at sigma_b2 = 0)
         return 1.0
     if start_layer == 0:
         _, sw0, sb0 = spec[0]

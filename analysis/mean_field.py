@@ -22,8 +22,8 @@ that is analytic in a strip (tanh, erf) and decays like a Gaussian, this rule co
 geometrically, ~exp(-pi^2 / (sqrt(q) dz)) for tanh, so it stays accurate to ~1e-12 for q up to
 several hundred, where 50-100-node Gauss-Hermite is off by 5-25 % on chi_1 at q* = 12.6
 (PAPERS.md §4). For nonlinearities with kinks (ReLU, hard tanh: ``Nonlinearity.breakpoints``)
-the 1-D integrals use composite Gauss-Legendre split at the kinks instead, which is again
-accurate to ~1e-13; their 2-D integrals (below) are only second order in the grid step (~1e-5). Two-dimensional integrals (the correlation map at
+the integrals use composite Gauss-Legendre split at the kinks instead (nested for the 2-D
+ones), which is again accurate to ~1e-12. Two-dimensional integrals (the correlation map at
 arbitrary ``c``) use the same rule on a ``n x n`` product grid; the fixed point ``c*`` over a
 whole phase diagram uses Mehler's expansion
 ``Int Dz1 Dz2 phi(u1) phi(u2) = sum_k c^k a_k^2``, ``a_k = Int Dz phi(sqrt(q) z) He_k(z) / sqrt(k!)``,
@@ -205,17 +205,21 @@ def _legendre(n: int) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(x, dtype=_DT), torch.as_tensor(w, dtype=_DT)
 
 
-def _split_nodes(q: Tensor, breakpoints: tuple[float, ...], n_nodes: int, half_width: float) -> tuple[Tensor, Tensor]:
+def _split_nodes(scale: Tensor, breakpoints: tuple[float, ...], n_nodes: int, half_width: float,
+                 offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Composite Gauss-Legendre nodes and Gaussian weights ``[p, n']`` on [-half_width, half_width]
-    with segment ends at the kinks ``z = b / sqrt(q)`` of each point (the integrand is smooth inside)."""
+    for integrands ``F(offset + scale z)``, with segment ends at the kinks ``z = (b - offset) / scale``
+    (so the integrand is smooth inside each segment); ``scale``, ``offset``: ``[p]``."""
     n_seg = len(breakpoints) + 1
     x, wx = _legendre(-(-n_nodes // n_seg))
-    kinks = torch.as_tensor(sorted(breakpoints), dtype=_DT) / q.clamp_min(1e-300).sqrt()[:, None]
-    ends = torch.cat([torch.full_like(q[:, None], -half_width), kinks.clamp(-half_width, half_width),
-                      torch.full_like(q[:, None], half_width)], 1)  # [p, n_seg + 1]
+    b = torch.as_tensor(sorted(breakpoints), dtype=_DT)
+    shifted = b - (0.0 if offset is None else offset[:, None])
+    kinks = shifted / scale.clamp_min(1e-300)[:, None]
+    edge = torch.full_like(scale[:, None], half_width)
+    ends = torch.cat([-edge, kinks.clamp(-half_width, half_width), edge], 1)  # [p, n_seg + 1]
     mid, half = 0.5 * (ends[:, 1:] + ends[:, :-1]), 0.5 * (ends[:, 1:] - ends[:, :-1])  # [p, n_seg]
-    z = (mid[..., None] + half[..., None] * x).reshape(len(q), -1)
-    w = (half[..., None] * wx).reshape(len(q), -1) * torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    z = (mid[..., None] + half[..., None] * x).reshape(len(scale), -1)
+    w = (half[..., None] * wx).reshape(len(scale), -1) * torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return z, w
 
 
@@ -233,7 +237,7 @@ def _gauss_moments(q: Tensor, phi: Nonlinearity, order: int, kinds: tuple[str, .
     for s in range(0, q.numel(), step):
         qc = q[s:s + step]
         if phi.breakpoints:
-            zc, wc = _split_nodes(qc, phi.breakpoints, z.numel(), float(z[-1]))
+            zc, wc = _split_nodes(qc.sqrt(), phi.breakpoints, z.numel(), float(z[-1]))
         else:
             zc, wc = z, w
         h = qc.sqrt()[:, None] * zc
@@ -288,8 +292,9 @@ def correlation_map(c, q, sigma_w2, sigma_b2, phi: PhiLike = "tanh", *, n_nodes:
 
     ``c' = (sigma_w2 Int Dz1 Dz2 phi(u1) phi(u2) + sigma_b2) / q'``, ``u1 = sqrt(q) z1``,
     ``u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2)``, ``q'`` = :func:`length_map` of ``q`` (Poole eq. 5).
-    At ``q = q*`` this is the map whose fixed point is ``c*``. Direct 2-D trapezoid quadrature on an
-    ``n_nodes x n_nodes`` grid. ``c`` in [-1, 1]; all arguments broadcast.
+    At ``q = q*`` this is the map whose fixed point is ``c*``. Direct 2-D quadrature: trapezoid on an
+    ``n_nodes x n_nodes`` grid, or, for a nonlinearity with kinks, nested composite Gauss-Legendre
+    split at the kinks in ``z1`` and, for each ``z1``, in ``z2``. ``c`` in [-1, 1]; all arguments broadcast.
     """
     c = _as_tensor(c, "c")
     if (c.abs() > 1 + 1e-12).any():
@@ -302,6 +307,17 @@ def correlation_map(c, q, sigma_w2, sigma_b2, phi: PhiLike = "tanh", *, n_nodes:
     cross = torch.empty_like(cf)
     step = max(1, _CHUNK // (z.numel() ** 2))
     for s in range(0, cf.numel(), step):
+        if f.breakpoints:
+            cc, sq = cf[s:s + step], qf[s:s + step].sqrt()
+            z1, w1 = _split_nodes(sq, f.breakpoints, z.numel(), half_width)  # [p, n1]
+            p, n1 = z1.shape
+            offset = (sq * cc)[:, None] * z1  # u2 = offset + scale z2
+            scale = (sq * (1 - cc * cc).clamp_min(0).sqrt())[:, None].expand(p, n1)
+            z2, w2 = _split_nodes(scale.reshape(-1), f.breakpoints, z.numel(), half_width, offset.reshape(-1))
+            u2 = offset.reshape(-1, 1) + scale.reshape(-1, 1) * z2
+            inner = (f(u2) * w2).sum(1).reshape(p, n1)
+            cross[s:s + step] = (f(sq[:, None] * z1) * inner * w1).sum(1)
+            continue
         cc, sq = cf[s:s + step, None, None], qf[s:s + step, None, None].sqrt()
         u1 = sq[..., 0] * z  # [p, n]   (z1 along the last axis)
         u2 = sq * (cc * z[None, :, None] + (1 - cc * cc).clamp_min(0).sqrt() * z[None, None, :])  # [p, n1, n2]
@@ -498,12 +514,13 @@ def fixed_point(sigma_w2, sigma_b2, phi: PhiLike = "tanh", *, n_nodes: int = 100
     q = _solve_q_star(sw, sb, f, gaussian_grid(min(n_nodes, 201), half_width), tol=1e-11)
     q = _polish_q_star(q, sw, sb, f, grid)
     finite = torch.isfinite(q)
-    qs = torch.where(finite, q, torch.zeros_like(q))
+    # at q* = 0 take the limit q -> 0+ (so that e.g. ReLU's chi_1 is sigma_w2 / 2, not phi'(0)^2 = 0)
+    qs = torch.where(finite, q, torch.zeros_like(q)).clamp_min(1e-300)
     m = _gauss_moments(qs, f, 2, ("pp", "dd", "ss"), grid)
     c1, c2 = sw * m["dd"], sw * m["ss"]
     slope = _length_slope(qs, sw, f, grid)
     c_star, chi_c = torch.ones_like(q), c1.clone()
-    chaos = (c1 > 1.0) & finite & (qs > 0)
+    chaos = (c1 > 1.0) & finite & (q > 0)
     if chaos.any():
         idx = chaos.nonzero().squeeze(1)
         coef = _hermite_coefficients(qs[idx], f, n_hermite, grid)

@@ -72,13 +72,13 @@ SIGMA_W = (1.3, 2.5, 4.0)
 @pytest.fixture(scope="module")
 def simulations():
     """The paper's set-up (tanh, sigma_b = 0.3, width 1000, circle of radius sqrt(N q*) as h^1),
-    24 propagated layers at 64 angles (the statistics concentrate over the 1000 units)."""
+    20 propagated layers at 48 angles (the statistics concentrate over the 1000 units)."""
     out, threads = {}, torch.get_num_threads()
     torch.set_num_threads(1)  # small matmuls: one thread is fastest, and robust on a shared machine
     try:
         for sw in SIGMA_W:
-            net = zoo.load("random-net/tanh", sigma_w2=sw**2, sigma_b2=0.09, width=1000, depth=25, seed=0)
-            out[sw] = mp.propagate(net, n_angles=64, q0=mp.default_q0(net, 1), start_layer=1)
+            net = zoo.load("random-net/tanh", sigma_w2=sw**2, sigma_b2=0.09, width=1000, depth=21, seed=0)
+            out[sw] = mp.propagate(net, n_angles=48, q0=mp.default_q0(net, 1), start_layer=1)
     finally:
         torch.set_num_threads(threads)
     return out
@@ -124,7 +124,7 @@ def test_ordered_network_contracts_the_circle(simulations):
     np.testing.assert_allclose(p.kappa2, th["theory_kappa2"], rtol=0.3)
     n = len(p.layers) - 1
     late, early = p.growth("grassmannian", window=(n // 2, n)), p.growth("grassmannian", window=(0, n // 2))
-    assert late == pytest.approx(1.0, abs=0.02) and late < early
+    assert late == pytest.approx(1.0, abs=0.03) and late < early
     assert p.correlation[-1, 1:].min() > p.correlation[0, 1:].min()  # points converge (c -> c* = 1)
 
 

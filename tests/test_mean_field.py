@@ -83,6 +83,15 @@ def test_relu_and_linear_closed_forms():
     assert math.isnan(float(mf.critical_sigma_w2(0.1, "relu")))  # ReLU with bias: always ordered
 
 
+def test_relu_correlation_map_is_the_arc_cosine_kernel():
+    q, sw, sb = 2.0, 1.7, 0.1
+    c = torch.tensor([-1.0, -0.6, 0.0, 0.3, 0.9, 1.0], dtype=F64)
+    theta = torch.arccos(c)
+    k = q * (torch.sin(theta) + (math.pi - theta) * c) / (2 * math.pi)  # Cho & Saul arc-cosine kernel, n = 1
+    want = (sw * k + sb) / (sw * q / 2 + sb)
+    np.testing.assert_allclose(mf.correlation_map(c, q, sw, sb, "relu").numpy(), want.numpy(), atol=1e-12)
+
+
 @pytest.mark.parametrize("q", [0.05, 0.7, 4.0, 60.0])
 def test_hard_tanh_closed_forms(q):
     a = 1 / math.sqrt(q)
