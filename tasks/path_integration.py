@@ -68,8 +68,11 @@ class PlaceCells:
         return dx * dx + dy * dy
 
     def activation(self, pos: torch.Tensor) -> torch.Tensor:
+        """The place-cell code ``[..., Np]`` (a distribution over cells) at positions ``pos [..., 2]`` (m)."""
         if pos.shape[-1] != 2:
             raise ValueError(f"positions must be [..., 2], got {tuple(pos.shape)}")
+        if not torch.isfinite(pos).all():
+            raise ValueError("positions hold NaN or inf")
         norm2 = self.sq_dist(pos.float())
         out = torch.softmax(-norm2 / (2 * self.sigma**2), dim=-1)
         if self.dog:

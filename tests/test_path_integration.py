@@ -174,6 +174,8 @@ def test_bad_inputs(task):
         task.dataloader("holdout", 4)
     with pytest.raises(ValueError, match="positions"):
         task.place_cells.activation(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        task.place_cells.activation(torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="model output"):
         task.loss(lambda v, p: torch.zeros(2, 20, 7), _batch(task, b=2))
     with pytest.raises(KeyError, match="path-integration"):
