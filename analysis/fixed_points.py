@@ -300,10 +300,14 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
 
 
 def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
-               max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+               max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1, mu_down: float = 10.0,
+               mu_floor: float = 1e-10, max_step: float | None = None, mu_init: float = 1e-3,
+               max_jacobians: int = 6, absorb_tol: float | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
-    Returns ``(h, q [S], grad_norm [S], n_jacobians)`` (per-point Jacobian evaluations). A point stops when
+    Returns ``(h, q [S], grad_norm [S], n_jacobians, absorbed [S])``: per-point Jacobian
+    evaluations in all, and which points stopped within ``absorb_tol`` of a converged point. A point stops when
     ``q < q_tol``, when an accepted step lowers q by less than the fraction ``rel_tol`` or its
     damping exceeds 1e12 (a minimum of q > 0, i.e. a slow point, or the floor of working
     precision), or after ``iters`` accepted-or-rejected trials. While steps keep cutting q by
@@ -316,12 +320,14 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
     r = _residual(step, h, x).detach()
     q = r.pow(2).mean(-1)
     jac = state_jacobians(step, h, x, max_rows) - eye
-    grad = (2.0 / n) * torch.einsum("bij,bi->bj", jac, r)
     jtj = jac.transpose(1, 2) @ jac
-    mu = 1e-3 * jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
+    scale = jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
+    mu = mu_init * scale
     active = torch.isfinite(q) & (q >= q_tol)
     stalled = torch.zeros_like(active)
     fresh = torch.ones_like(active)  # Jacobian evaluated at the current h
+    n_eval = torch.ones(len(h), dtype=torch.long)
+    absorbed = torch.zeros_like(active)
     n_jac = len(h)
     for _ in range(iters):
         idx = active.nonzero().flatten()
@@ -332,29 +338,42 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         rhs = -(r[idx].unsqueeze(1) @ jac[idx]).transpose(1, 2)  # -J_r^T r, [B, N, 1]
         chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I is positive definite
         d = torch.cholesky_solve(rhs, chol)[..., 0] if not bool(info.any()) else torch.linalg.solve(a, rhs)[..., 0]
+        if max_step is not None:  # trust region: no long jumps along near-neutral directions
+            d = d * (max_step / d.norm(dim=-1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)
         h_new = h[idx] + d
         r_new = _residual(step, h_new, x[idx]).detach()
         q_new, q_old = r_new.pow(2).mean(-1), q[idx]
         accept = torch.isfinite(q_new) & (q_new < q_old)
         # a minimum of q > 0 (a slow point): an exact-Jacobian step that barely lowers q
-        stalled[idx] = accept & fresh[idx] & (q_new > (1.0 - rel_tol) * q_old)
+        # (judged only in the Gauss-Newton regime: heavy damping also makes progress slow, e.g.
+        # along the near-neutral direction of a line attractor)
+        gauss_newton = mu[idx] < mu_floor * scale[idx]
+        stalled[idx] = accept & fresh[idx] & gauss_newton & (q_new > (1.0 - rel_tol) * q_old)
         acc, rej = idx[accept], idx[~accept]
-        mu[acc] = mu[acc] / 3.0
-        mu[rej[fresh[rej]]] *= 4.0  # a stale Jacobian is refreshed before damping harder
+        mu[acc] = torch.maximum(mu[acc] / mu_down, 1e-3 * mu_floor * scale[acc])
+        # a stale Jacobian is refreshed before damping harder (unless the point's budget is spent)
+        mu[rej[fresh[rej] | (n_eval[rej] >= max_jacobians)]] *= 4.0
         h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
         # chord steps: keep the Jacobian while each step still cuts q by the factor ``chord``;
         # refresh it after a poor step or a failed stale step (converged points keep theirs)
         poor = accept & (q_new >= q_tol) & (q_new > chord * q_old)
         todo = torch.cat([idx[poor], rej[~fresh[rej]]])
+        todo = todo[n_eval[todo] < max_jacobians]  # past its budget a point takes chord steps only
         fresh[acc] = False
         if len(todo):
             jac[todo] = state_jacobians(step, h[todo], x[todo], max_rows) - eye
             n_jac += len(todo)
+            n_eval[todo] += 1
             jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
             fresh[todo] = True
-        grad[idx] = (2.0 / n) * torch.einsum("bij,bi->bj", jac[idx], r[idx])
         active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12) & ~stalled[idx]
-    return h, q, grad.norm(dim=-1), n_jac
+        if absorb_tol is not None:  # a point creeping towards a converged one is its duplicate
+            done, live = (q < q_tol).nonzero().flatten(), active.nonzero().flatten()
+            if len(done) and len(live):
+                hit = live[torch.cdist(h[live], h[done]).amin(-1) < absorb_tol]
+                active[hit], absorbed[hit] = False, True
+    grad = (2.0 / n) * torch.einsum("bij,bi->bj", jac, r)  # with each point's latest Jacobian
+    return h, q, grad.norm(dim=-1), n_jac, absorbed
 
 
 def _unique(points: np.ndarray, order: np.ndarray, tol: float) -> np.ndarray:
@@ -398,10 +417,11 @@ def find_fixed_points(
     seeds: torch.Tensor | np.ndarray,
     inputs: torch.Tensor | np.ndarray | None = None,
     *,
-    adam_iters: int = 300,
+    adam_iters: int = 100,
     adam_lr: float = 1e-2,
     adam_q: float = 1e-7,
-    lm_iters: int = 60,
+    lm_iters: int = 40,
+    max_jacobians: int = 6,
     q_tol: float = 1e-13,
     q_fixed: float = 1e-10,
     q_keep: float | None = None,
@@ -423,11 +443,14 @@ def find_fixed_points(
     seeds' centroid are outliers. Non-finite seeds and diverging points get a per-seed status.
     ``merge_before_polish``: after the Adam phase, seeds within ``tol_unique`` of a lower-q seed
     skip the (costly) polish and are marked ``duplicate`` with their Adam-phase q.
-    ``max_rows``: Jacobians are built ``max_rows // N`` points at a time (cache-friendly).
+    ``max_jacobians``: Jacobian evaluations allowed per point in the polish (after that it takes
+    chord steps with its last one). ``max_rows``: Jacobians are built ``max_rows // N`` points at
+    a time (cache-friendly). During the polish a point that comes within ``tol_unique`` of an
+    already converged point stops there as its duplicate.
     """
     step, input_size = _as_step(dynamics)
     started = time.perf_counter()
-    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters)):
+    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters), ("max_jacobians", max_jacobians)):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     for name, value in (("adam_lr", adam_lr), ("q_tol", q_tol), ("q_fixed", q_fixed),
@@ -493,9 +516,12 @@ def find_fixed_points(
             polish = polish[:0]
         for start in range(0, len(polish), chunk):
             sl = slice(start, start + chunk)
-            h_p, q_p, g_p, n_jac = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol, max_rows)
+            h_p, q_p, g_p, n_jac, absorbed = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
+                                                        max_rows, absorb_tol=tol_unique,
+                                                        max_jacobians=max_jacobians)
             timings["lm_jacobian_evaluations"] += n_jac
             final[polish[sl]], seed_q[polish[sl]], seed_grad[polish[sl]] = h_p, q_p, g_p
+            status[polish[sl][absorbed].numpy()] = _DUPLICATE
         timings["lm_s"] = time.perf_counter() - t0
         final[good[~ok]] = h[~ok]
         bad = ~torch.isfinite(seed_q) & finite_seed
@@ -532,7 +558,8 @@ def find_fixed_points(
             vals = np.full((len(kept), n), np.nan + 0j)
             right = left = np.full((len(kept), n, n), np.nan + 0j)
     timings["total_s"] = time.perf_counter() - started
-    params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters, q_tol=q_tol,
+    params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters,
+                  max_jacobians=max_jacobians, q_tol=q_tol,
                   q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
                   convention=CONVENTION, **timings)
     return FixedPoints(
@@ -586,7 +613,7 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
         n_seeds = min(n_seeds, 256)
     seeds = visited_seeds(model, task, n_seeds, noise=noise, split=split, seed=seed)
     fp = find_fixed_points(model, seeds, q_keep=None if big else q_keep, tol_unique=tol_unique,
-                           lm_iters=0 if big else 60, compute_jacobians=not big)
+                           lm_iters=0 if big else 40, compute_jacobians=not big)
     summary: dict[str, Any] = {"convention": CONVENTION, "n_seeds": n_seeds, "n_unique": fp.n_unique,
                                "method": "adam only (N > 1024)" if big else "adam + levenberg-marquardt",
                                "n_unique_fixed": int(fp.is_fixed.sum())}

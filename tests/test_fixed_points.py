@@ -64,7 +64,7 @@ def test_2d_system_with_saddle():
     fp = find_fixed_points(_bistable(dt), seeds, torch.zeros(2, dtype=F64), tol_unique=1e-4)
     order = np.argsort(fp.points[:, 0])
     assert fp.n_unique == 3
-    assert np.allclose(fp.points[order], [[-1, 0], [0, 0], [1, 0]], atol=1e-7)
+    assert np.allclose(fp.points[order], [[-1, 0], [0, 0], [1, 0]], atol=1e-5)  # sqrt(N q_tol) / (1 - 0.9)
     assert (fp.q < 1e-12).all()
     # eigenvalues: stable nodes 1 - 2 dt, 1 - dt; saddle 1 + dt, 1 - dt
     eig = np.sort(np.real(fp.eigenvalues[order]), axis=1)
