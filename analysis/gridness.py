@@ -219,14 +219,18 @@ def ring_masks(n: int, inner: float = MASK_INNER, outer=MASK_OUTER) -> np.ndarra
 
 def _scores_from(s: np.ndarray, r: np.ndarray, masks: np.ndarray, min_max: bool):
     """Scores ``[U, M]`` (score_60, score_90) from SAC pixels ``s [P, U]``, rotated pixels
-    ``r [A, P, U]`` and masks ``[M, P]`` (any pixel subset closed under the ring sums)."""
+    ``r [P, A, U]`` and masks ``[M, P]`` (any pixel subset closed under the ring sums).
+    Every ring sum over all masks, angles and units is one matrix product."""
+    p, a, u = r.shape
     area = masks.sum(1)[:, None]                                 # [M, 1]
     ring_sum = masks @ s                                         # [M, U]
     mean = ring_sum / area
     # sum_ring (s - mean)^2 and sum_ring (s - mean) * (rot - mean); the ring sum of (s - mean) is 0
     var = (masks @ (s * s) - 2 * mean * ring_sum + mean**2 * area) / area + 1e-5
-    cross = (masks @ (r * s) - mean * (masks @ r)) / area       # [A, M, U]
-    c = dict(zip(ANGLES, cross / var))
+    rs = (masks @ (r * s[:, None, :]).reshape(p, a * u)).reshape(-1, a, u)
+    rr = (masks @ r.reshape(p, a * u)).reshape(-1, a, u)
+    corr = (rs - mean[:, None, :] * rr) / (area[:, :, None] * var[:, None, :])   # [M, A, U]
+    c = {angle: corr[:, j] for j, angle in enumerate(ANGLES)}
     if min_max:
         s60 = np.minimum(c[60], c[120]) - np.maximum(c[30], np.maximum(c[90], c[150]))
     else:
@@ -246,7 +250,7 @@ def _half_ring_operator(n: int, inner: float, outer: tuple[float, ...]):
     half = (dy > 0) | ((dy == 0) & (dx > 0))
     pixels = np.flatnonzero(half & (masks.sum(0) > 0))
     prefilter, op = _rotation_operator(m, ANGLES)
-    rows = (np.arange(len(ANGLES))[:, None] * m * m + pixels[None, :]).ravel()
+    rows = (pixels[:, None] + np.arange(len(ANGLES))[None, :] * m * m).ravel()  # pixel-major: [P * A]
     return prefilter, op[rows], pixels, np.ascontiguousarray(masks[:, pixels])
 
 
@@ -268,7 +272,7 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
         sacs = autocorrelograms(maps[start:start + chunk])
         u = sacs.shape[0]
         coeffs = (prefilter @ sacs @ prefilter.T).reshape(u, -1)     # spline coefficients [U, m^2]
-        rotated = (op @ coeffs.T).reshape(len(ANGLES), len(pixels), u)  # [A, P_half, U]
+        rotated = (op @ coeffs.T).reshape(len(pixels), len(ANGLES), u)  # [P_half, A, U]
         flat = np.ascontiguousarray(sacs.reshape(u, -1)[:, pixels].T)   # [P_half, U]
         s60, s90 = _scores_from(flat, rotated, masks, min_max)
         out["score_60"].append(s60.max(1))

@@ -111,9 +111,12 @@ def empirical_ring(place_cells, n: int = 55, box: float | None = None) -> dict[s
 
 def _fft_operator(spectrum: np.ndarray, gain: float = 1.0):
     """``g [M, n, n] -> gain * Sigma g`` through the (unshifted) spectrum, scaled to max ``gain``."""
+    import scipy.fft as sfft
+
     s = np.fft.ifftshift(spectrum)
-    s = gain * s / s.max()
-    return lambda g: np.real(np.fft.ifft2(np.fft.fft2(g) * s))
+    n = s.shape[-1]
+    half = (gain * s / s.max())[:, : n // 2 + 1]   # real maps: the half spectrum suffices
+    return lambda g: sfft.irfft2(sfft.rfft2(g) * half, s=s.shape)
 
 
 def simulate(spectrum: np.ndarray, n_maps: int = 32, steps: int = 1000, dt: float = 0.1,
@@ -152,11 +155,17 @@ def simulate(spectrum: np.ndarray, n_maps: int = 32, steps: int = 1000, dt: floa
 
 
 def _sanger(g: np.ndarray) -> np.ndarray:
-    """Remove from each map its projections on the maps before it (Gram-Schmidt in learning order,
-    via QR: ``G^T = Q R``, map ``i`` becomes ``R_ii Q_i``; norms are reset by the caller)."""
+    """Remove from each map its projections on the maps before it (Gram-Schmidt in learning order).
+
+    With the Gram matrix ``F F^T = L L^T`` (Cholesky), ``L^{-1} F`` has orthonormal rows spanning
+    the same nested subspaces; map ``i`` becomes ``L_ii (L^{-1} F)_i``. Norms are reset by the caller."""
     m = g.shape[0]
-    q, r = np.linalg.qr(g.reshape(m, -1).T)
-    return (q * np.diag(r)[None, :]).T.reshape(g.shape)
+    flat = g.reshape(m, -1)
+    gram = flat @ flat.T
+    jitter = 1e-12 * max(np.trace(gram) / m, 1e-300)
+    chol = np.linalg.cholesky(gram + jitter * np.eye(m))
+    ortho = np.linalg.solve(chol, flat)
+    return (np.diag(chol)[:, None] * ortho).reshape(g.shape)
 
 
 def pattern_formation(place_cells=None, *, n: int = 55, n_maps: int = 32, steps: int = 1000, dt: float = 0.1,

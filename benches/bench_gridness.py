@@ -8,19 +8,26 @@ here as well as in the tests). Target: at least 20 times faster.
 
     .venv/bin/python benches/bench_gridness.py [--units 4096] [--oracle-units 4096] [--bins 20]
 
-``--oracle-units`` below ``--units`` times the oracle on a subset and scales its time linearly
+Both sides run on one thread. ``--oracle-units`` below ``--units`` times the oracle on a subset and scales its time linearly
 (it is a loop over units); the printout says so.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# one BLAS thread for both sides: a like-for-like single-core comparison (and no spinning
+# BLAS threads on a shared machine, which slows the small matrix products down several-fold)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import ndimage, signal
+import numpy as np  # noqa: E402
+from scipy import ndimage, signal  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
