@@ -301,16 +301,18 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
 
 def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
                max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1, mu_down: float = 10.0,
-               mu_floor: float = 1e-10, max_step: float | None = None, mu_init: float = 1e-3,
+               mu_floor: float = 1e-10, mu_init: float = 1e-3,
                max_jacobians: int = 6, absorb_tol: float | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
     Returns ``(h, q [S], grad_norm [S], n_jacobians, absorbed [S])``: per-point Jacobian
     evaluations in all, and which points stopped within ``absorb_tol`` of a converged point. A point stops when
-    ``q < q_tol``, when an accepted step lowers q by less than the fraction ``rel_tol`` or its
-    damping exceeds 1e12 (a minimum of q > 0, i.e. a slow point, or the floor of working
-    precision), or after ``iters`` accepted-or-rejected trials. While steps keep cutting q by
+    ``q < q_tol``, when an exact-Jacobian Gauss-Newton step (damping below ``mu_floor`` times the
+    scale of ``J^T J``) lowers q by less than the fraction ``rel_tol`` or the damping exceeds 1e6
+    times that scale (a minimum of q > 0, i.e. a slow point, or the floor of working precision),
+    or after ``iters`` accepted-or-rejected trials. Damping starts at ``mu_init`` times the
+    scale, is divided by ``mu_down`` after a success and multiplied by 4 after a failure. While steps keep cutting q by
     at least the factor ``chord``, the Jacobian is reused (chord / Shamanskii steps: one forward
     pass each instead of N backward passes); it is recomputed after a poor or failed step.
     """
@@ -338,8 +340,6 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         rhs = -(r[idx].unsqueeze(1) @ jac[idx]).transpose(1, 2)  # -J_r^T r, [B, N, 1]
         chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I is positive definite
         d = torch.cholesky_solve(rhs, chol)[..., 0] if not bool(info.any()) else torch.linalg.solve(a, rhs)[..., 0]
-        if max_step is not None:  # trust region: no long jumps along near-neutral directions
-            d = d * (max_step / d.norm(dim=-1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)
         h_new = h[idx] + d
         r_new = _residual(step, h_new, x[idx]).detach()
         q_new, q_old = r_new.pow(2).mean(-1), q[idx]
@@ -366,7 +366,7 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
             n_eval[todo] += 1
             jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
             fresh[todo] = True
-        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e12) & ~stalled[idx]
+        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e6 * scale[idx]) & ~stalled[idx]
         if absorb_tol is not None:  # a point creeping towards a converged one is its duplicate
             done, live = (q < q_tol).nonzero().flatten(), active.nonzero().flatten()
             if len(done) and len(live):

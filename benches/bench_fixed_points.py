@@ -168,6 +168,16 @@ def main(argv=None) -> int:
     if need and len(reached) >= need:
         match_s = reached[need - 1]
         print(f"baseline needed {match_s:.1f} s to reach ours' fraction; speed-up {match_s / ours_s:.1f}x")
+    # are the baseline's unique points distinct fixed points, or one point approached along a slow mode?
+    ours_pts = fp.final_states[(fp.seed_q < Q_TARGET) & np.isin(fp.seed_status, (0,))]
+    base_pts = base["states"][base["q"] < Q_TARGET]
+    for tol in (1e-2, 1e-1):
+        print(f"  unique at tolerance {tol:g}: ours {count_unique(fp.final_states, fp.seed_q, seeds_np, tol)}, "
+              f"baseline {count_unique(base['states'], base['q'], seeds_np, tol)}")
+    if len(ours_pts) and len(base_pts):
+        gap = torch.cdist(torch.as_tensor(base_pts), torch.as_tensor(ours_pts)).amin(-1).numpy()
+        print(f"  distance from each baseline point (q<1e-10) to the nearest of ours: median {np.median(gap):.2g}, "
+              f"max {gap.max():.2g} (state norm ~{np.median(np.linalg.norm(seeds_np, axis=1)):.2g})")
     ratio = base["wall_s"] / ours_s
     print(f"RATIO (baseline wall / ours wall) = {ratio:.1f}x; fraction reached {ours_frac:.1%} vs {base_frac:.1%}; "
           f"unique {ours_unique} vs {base_unique}")

@@ -31,8 +31,9 @@ import torch
 
 from ..report import Row, Section, register_section
 
-_FULL = {"n_seeds": 1000, "state_reviews": 128, "error_reviews": 32, "class_reviews": 512, "q_fixed": 1e-8}
-_QUICK = {"n_seeds": 48, "state_reviews": 8, "error_reviews": 4, "class_reviews": 16, "q_fixed": 1e-8}
+_FULL = {"n_seeds": 1000, "state_reviews": 128, "error_reviews": 32, "class_reviews": 512, "q_fixed": 1e-8,
+         "finder": {"adam_iters": 300, "lm_iters": 100, "max_jacobians": 12}}  # thorough polish
+_QUICK = {"n_seeds": 48, "state_reviews": 8, "error_reviews": 4, "class_reviews": 16, "q_fixed": 1e-8, "finder": {}}
 _PAPER = {
     "pc3": "~90% (top 2-3 PCs)", "n_fixed": "~500", "lambda1": "~1 (tau ~1000 tokens)",
     "lambda23": "tau ~100 tokens", "cos_readout": "aligned", "tangent": "tangent (|cos| ~1)",
@@ -77,7 +78,7 @@ def analyse_entry(name: str, settings: dict[str, Any]) -> tuple[dict[str, Any], 
     pca = principal_components(states)
     g = torch.Generator().manual_seed(0)
     pick = torch.randperm(len(states), generator=g)[: settings["n_seeds"]]
-    fp = find_fixed_points(model, states[pick])
+    fp = find_fixed_points(model, states[pick], **settings["finder"])
     good = fp.q < settings["q_fixed"]
     numbers: dict[str, Any] = {
         "entry": name, "test_accuracy": zoo.card(name).get("metrics", {}).get("accuracy", float("nan")),
