@@ -122,8 +122,11 @@ def propagate_jet(f: Callable[[Tensor], Tensor], h: Tensor, v: Tensor, a: Tensor
 # geometry of one layer
 # ---------------------------------------------------------------------------------------------
 
-def _geometry(h: Tensor, v: Tensor, a: Tensor, dtheta: float, closed: bool) -> dict[str, Any]:
-    """Per-layer statistics of a sampled curve; ``h, v, a``: ``[M, D]``."""
+def curve_geometry(h: Tensor, v: Tensor, a: Tensor, dtheta: float, closed: bool) -> dict[str, Any]:
+    """Statistics of one layer's sampled curve: points ``h``, velocities ``v``, accelerations ``a``,
+    all ``[M, D]``, at parameter spacing ``dtheta``. Returns ``q``, ``g``, ``kappa2`` (mean of
+    ``D kappa^2``), ``kappa2_median``, ``euclidean_length``, ``grassmannian_length`` (floats) and
+    ``correlation`` (``[M//2 + 1]`` by lag around a closed curve, else ``[M]`` with the first point)."""
     D = h.shape[1]
     hh, vv = (h * h).sum(1), (v * v).sum(1)
     a_perp = a - ((a * v).sum(1) / vv)[:, None] * v
@@ -284,7 +287,7 @@ def propagate(model: Any, *, curve: Callable[[Tensor], Tensor] | None = None, th
             flat = [t.reshape(t.shape[0], -1) for t in (h, v, a)]
             if not all(torch.isfinite(t).all() for t in flat):
                 raise ValueError(f"non-finite activations or derivatives at layer {i}")
-            rows.append(_geometry(*flat, dtheta, closed))
+            rows.append(curve_geometry(*flat, dtheta, closed))
             units.append(flat[0].shape[1])
             if i in keep:
                 kept[i] = flat[0].cpu().numpy().copy()

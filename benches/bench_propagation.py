@@ -68,7 +68,7 @@ def main() -> None:
     dtheta = 2 * math.pi / M
 
     def geometry(jets):
-        return [mp._geometry(h, v, a, dtheta, True) | {"v": v, "a": a} for h, v, a in jets]
+        return [mp.curve_geometry(h, v, a, dtheta, True) | {"v": v, "a": a} for h, v, a in jets]
 
     t0 = time.perf_counter()
     exact = geometry(_exact_jets(maps, curve, theta))
