@@ -31,8 +31,8 @@ COLORS = {1.3: "tab:blue", 2.5: "tab:orange", 4.0: "tab:red"}
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return dict(width=300, n_angles=96, n_layers=16, grid=48, expr_width=300, expr_depths=(2, 4, 6),
-                    expr_widths=(4, 16, 64, 256), expr_points=1024)
+        return dict(width=200, n_angles=64, n_layers=12, grid=32, expr_width=200, expr_depths=(2, 4, 6),
+                    expr_widths=(4, 16, 64, 256), expr_points=512)
     return dict(width=1000, n_angles=500, n_layers=40, grid=200, expr_width=1000, expr_depths=(2, 4, 6, 8, 10),
                 expr_widths=(4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096), expr_points=8192)
 
@@ -199,15 +199,28 @@ def _expressivity(cfg: dict, path: Path) -> dict:
     return {"errors": errors, "needed": needed}
 
 
+def _row(quantity: str, ours, paper, note: str = "") -> Row:
+    """A row with numbers as fixed-point strings (4 decimals), so 12.604 is not shown as 12.6."""
+    return Row(quantity, f"{ours:.4f}" if isinstance(ours, float) else ours, str(paper), note)
+
+
 @register_section("transient-chaos", title="Transient chaos in random deep networks (Poole et al. 2016)")
 def transient_chaos(out_dir: Path, quick: bool) -> Section:
     import matplotlib
 
     matplotlib.use("Agg")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small matmuls: one thread is as fast and robust on a shared machine
+    try:
+        return _section(Path(out_dir), quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _section(out_dir: Path, quick: bool) -> Section:
     from analysis import mean_field as mf
 
     cfg = _settings(quick)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = {k: out_dir / f"transient_chaos_{k}.png" for k in ("maps", "circle_pcs", "length_curvature",
                                                                 "phase_diagram", "expressivity")}
@@ -225,26 +238,26 @@ def transient_chaos(out_dir: Path, quick: bool) -> Section:
     p4 = sims[4.0]
     kappa_settled = float(p4.kappa2[n // 2:].mean())
     rows = [
-        Row("q*  (sigma_w=4)", float(fp[4.0].q_star), 12.604, "tanh, sigma_b=0.3; quadrature"),
-        Row("chi_1 (sigma_w=4)", float(fp[4.0].chi_1), 2.367),
-        Row("chi_2 (sigma_w=4)", float(fp[4.0].chi_2), 1.857),
-        Row("q*  (sigma_w=2.5)", float(fp[2.5].q_star), 4.079),
-        Row("chi_1 (sigma_w=2.5)", float(fp[2.5].chi_1), 1.585),
-        Row("q*  (sigma_w=1.3)", float(fp[1.3].q_star), 0.607),
-        Row("chi_1 (sigma_w=1.3)", float(fp[1.3].chi_1), 0.940, "ordered"),
-        Row("theory growth sqrt(chi_1) (sigma_w=4)", math.sqrt(float(fp[4.0].chi_1)), 1.5386),
-        Row("Euclidean length growth / layer (sigma_w=4)", p4.growth("euclidean", window), 1.537,
+        _row("q*  (sigma_w=4)", float(fp[4.0].q_star), 12.604, "tanh, sigma_b=0.3; quadrature"),
+        _row("chi_1 (sigma_w=4)", float(fp[4.0].chi_1), 2.367),
+        _row("chi_2 (sigma_w=4)", float(fp[4.0].chi_2), 1.857),
+        _row("q*  (sigma_w=2.5)", float(fp[2.5].q_star), 4.079),
+        _row("chi_1 (sigma_w=2.5)", float(fp[2.5].chi_1), 1.585),
+        _row("q*  (sigma_w=1.3)", float(fp[1.3].q_star), 0.607),
+        _row("chi_1 (sigma_w=1.3)", float(fp[1.3].chi_1), 0.940, "ordered"),
+        _row("theory growth sqrt(chi_1) (sigma_w=4)", math.sqrt(float(fp[4.0].chi_1)), 1.5386),
+        _row("Euclidean length growth / layer (sigma_w=4)", p4.growth("euclidean", window), 1.537,
             f"width {cfg['width']}, layers {window[0]}-{window[1]}; paper's simulation"),
-        Row("Grassmannian length growth / layer (sigma_w=4)", p4.growth("grassmannian", window), 1.551,
+        _row("Grassmannian length growth / layer (sigma_w=4)", p4.growth("grassmannian", window), 1.551,
             "paper's simulation"),
-        Row("Euclidean length growth / layer (sigma_w=2.5)", sims[2.5].growth("euclidean", window), 1.259,
+        _row("Euclidean length growth / layer (sigma_w=2.5)", sims[2.5].growth("euclidean", window), 1.259,
             "paper: sqrt(chi_1)"),
-        Row("Euclidean length growth / layer (sigma_w=1.3)", sims[1.3].growth("euclidean", window),
+        _row("Euclidean length growth / layer (sigma_w=1.3)", sims[1.3].growth("euclidean", window),
             round(math.sqrt(0.940), 4), "ordered: decays; paper: sqrt(chi_1)"),
-        Row("normalised kappa^2, settled (sigma_w=4)", kappa_settled, 1.72,
+        _row("normalised kappa^2, settled (sigma_w=4)", kappa_settled, 1.72,
             f"mean over layers {n // 2}-{n}; theory 3 chi_2/(chi_1(chi_1-1))"),
-        Row("critical sigma_w^2 (sigma_b^2=0.05)", crit[0], 1.761),
-        Row("critical sigma_w^2 (sigma_b^2=0.3)", crit[1], 2.505),
+        _row("critical sigma_w^2 (sigma_b^2=0.05)", crit[0], 1.761),
+        _row("critical sigma_w^2 (sigma_b^2=0.3)", crit[1], 2.505),
     ]
     for d, w in expr["needed"].items():
         rows.append(Row(f"shallow width for 10% error, target at depth {d}", w if w is not None else f"> {cfg['expr_widths'][-1]}",
