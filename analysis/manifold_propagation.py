@@ -398,7 +398,7 @@ def curvature(model, task, *, n_angles: int = 500, q0: float | None = None, star
         summary.update({
             "theory_q_star": float(fp.q_star), "theory_chi_1": c1, "theory_chi_2": c2,
             "theory_growth": math.sqrt(c1),
-            "theory_kappa2_fixed_point": 3 * c2 / (c1 * (c1 - 1)) if c1 > 1 else math.inf,
+            "theory_kappa2_fixed_point": 3 * c2 / (c1 * (c1 - 1)) if c1 > 1 + 1e-9 else math.inf,
             "theory_kappa2_last": float(p.theory["theory_kappa2"][-1]),
         })
     return AnalysisResult(summary=summary, arrays=arrays)
@@ -411,7 +411,8 @@ def mean_field(model, task, *, q0: float = 1.0, n_layers: int | None = None) -> 
     phi, sw, sb = model.nonlinearity, float(model.sigma_w2), float(model.sigma_b2)
     fp = mf.fixed_point(sw, sb, phi)
     summary: dict[str, Any] = {k: float(v) for k, v in fp.as_dict().items()}
-    summary["phase"] = "chaotic" if summary["chi_1"] > 1 else "ordered"
+    c1 = summary["chi_1"]
+    summary["phase"] = "critical" if abs(c1 - 1) < 1e-9 else ("chaotic" if c1 > 1 else "ordered")
     summary["critical_sigma_w2"] = float(mf.critical_sigma_w2(sb, phi))
     q, traj = float(q0), [float(q0)]
     for _ in range(int(n_layers or model.depth)):
