@@ -144,7 +144,7 @@ _PAPER_RECIPE = "`zoo train path-integration/rnn-relu --set hidden_size=4096 --m
 
 @register(
     "path-integration/rnn-relu", task="path-integration", weights="file", paper="sorscher2019",
-    recipe={"batch_size": 200, "lr": 1e-4, "optimizer": "adam", "weight_decay": 1e-4, "max_steps": 15000,
+    recipe={"batch_size": 200, "lr": 1e-4, "optimizer": "adam", "weight_decay": 1e-4, "max_steps": 5000,
             "limit_val_batches": 2, "eval_batch_size": 200, "storage_dtype": "float16"},
     description="ReLU RNN path integrator (Sorscher et al. 2019): velocity in, DoG place-cell code out; "
                 "grid-like units emerge in the hidden layer.",
