@@ -75,6 +75,8 @@ class FixedPoints:
     Per seed (``S``): ``seed_q``, ``seed_grad_norm``, ``seed_status`` (index into :data:`STATUS`),
     ``final_states [S, N]`` (where each seed ended; NaN for non-finite seeds).
     ``input [I]``: the constant input. ``params``: the finder's settings and timings.
+    Without linearisation (``compute_jacobians=False``) the Jacobian and spectral arrays have a
+    zero-sized trailing shape (``[K, 0, 0]``, ``[K, 0]``); :func:`linearise` fills them.
     """
 
     points: np.ndarray
@@ -110,10 +112,15 @@ class FixedPoints:
         return self.q < self.params.get("q_fixed", 1e-10)
 
     @property
+    def linearised(self) -> bool:
+        """Whether Jacobians and spectra are present (see :func:`linearise`)."""
+        return self.eigenvalues.ndim == 2 and self.eigenvalues.shape[1] == self.points.shape[1] > 0
+
+    @property
     def stable(self) -> np.ndarray:
         """``max |lambda| < 1`` per point (asymptotically stable for the discrete-time map)."""
-        if self.eigenvalues.size == 0:
-            return np.zeros(len(self.points), bool)
+        if not self.linearised:
+            raise ValueError("no spectra: find_fixed_points(..., compute_jacobians=True) or linearise(model, fp)")
         return np.abs(self.eigenvalues[:, 0]) < 1.0
 
     @property
@@ -546,29 +553,42 @@ def find_fixed_points(
     status[np.setdiff1d(candidates, kept)] = _DUPLICATE
 
     points = final[kept].reshape(len(kept), n)
-    if compute_jacobians and len(kept):
-        t0 = time.perf_counter()
-        jac = state_jacobians(step, points, x[kept], max_rows).numpy().astype(np.float64)
-        vals, right, left = decompose(jac)
-        timings["decompose_s"] = time.perf_counter() - t0
-    else:
-        jac = np.zeros((len(kept), n, n))
-        vals, right, left = decompose(np.zeros((0, n, n)))
-        if len(kept):
-            vals = np.full((len(kept), n), np.nan + 0j)
-            right = left = np.full((len(kept), n, n), np.nan + 0j)
+    jac = np.zeros((len(kept), 0, 0))  # filled by linearise() below
+    vals, right, left = np.zeros((len(kept), 0), complex), np.zeros((len(kept), 0, 0), complex), np.zeros((len(kept), 0, 0), complex)
     timings["total_s"] = time.perf_counter() - started
     params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters,
                   max_jacobians=max_jacobians, q_tol=q_tol,
                   q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
                   convention=CONVENTION, **timings)
-    return FixedPoints(
+    result = FixedPoints(
         points=final_np[kept], q=q_np[kept], grad_norm=seed_grad.numpy().astype(np.float64)[kept],
         seed_index=kept.astype(np.int64), jacobians=jac, eigenvalues=vals, right_eigenvectors=right,
         left_eigenvectors=left, input=x[0].numpy().astype(np.float64), seed_q=q_np,
         seed_grad_norm=seed_grad.numpy().astype(np.float64), seed_status=status, final_states=final_np,
         params=params,
     )
+    if compute_jacobians and len(kept):
+        t0 = time.perf_counter()
+        result = linearise(dynamics, result, max_rows)
+        result.params["decompose_s"] = time.perf_counter() - t0
+        result.params["total_s"] = time.perf_counter() - started
+    return result
+
+
+def linearise(dynamics: Any, fp: FixedPoints, max_rows: int = 1 << 13) -> FixedPoints:
+    """``fp`` with ``jacobians``, eigenvalues and left/right eigenvectors computed at its points
+    (at its constant input). Use it on a :meth:`FixedPoints.subset` when only some points are
+    needed: the eigendecomposition costs O(N^3) per point."""
+    step, _ = _as_step(dynamics)
+    dtype = _dtype_of(dynamics, torch.float64)  # plain callables get the stored float64 points
+    h = torch.as_tensor(fp.points).to(dtype)
+    x = torch.as_tensor(fp.input).to(dtype).expand(len(h), -1).contiguous()
+    jac = state_jacobians(step, h, x, max_rows).numpy().astype(np.float64)
+    vals, right, left = decompose(jac)
+    values = {f.name: getattr(fp, f.name) for f in fields(fp)}
+    values.update(jacobians=jac, eigenvalues=vals, right_eigenvectors=right, left_eigenvectors=left,
+                  params=dict(fp.params))
+    return FixedPoints(**values)
 
 
 # ============================================================================ seeds from task data
