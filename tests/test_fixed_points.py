@@ -298,3 +298,16 @@ def test_first_order_only_mode_reports_q_and_gradient():
     q = (f(h, torch.zeros(5, 4, dtype=F64)) - h).pow(2).mean(-1).numpy()
     np.testing.assert_allclose(fp.seed_q, q, rtol=1e-10)
     assert fp.params["lm_jacobian_evaluations"] == 0
+
+
+def test_linearise_on_demand():
+    from analysis.fixed_points import linearise
+
+    a, b, f = _affine(5)
+    fp = find_fixed_points(f, torch.randn(4, 5, dtype=F64), torch.zeros(5, dtype=F64), compute_jacobians=False)
+    assert not fp.linearised and fp.jacobians.shape == (1, 0, 0)
+    with pytest.raises(ValueError, match="no spectra"):
+        fp.stable
+    full = linearise(f, fp)
+    assert full.linearised and np.allclose(full.jacobians[0], a.numpy())
+    assert np.allclose(np.sort(np.abs(full.eigenvalues[0])), np.sort(np.abs(np.linalg.eigvals(a.numpy()))))
