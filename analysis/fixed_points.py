@@ -73,7 +73,9 @@ class FixedPoints:
     modulus descending, ``right_eigenvectors [K, N, N]`` (column ``i`` belongs to eigenvalue
     ``i``), ``left_eigenvectors [K, N, N]`` (row ``i``; ``L = R^{-1}``).
     Per seed (``S``): ``seed_q``, ``seed_grad_norm``, ``seed_status`` (index into :data:`STATUS`),
-    ``final_states [S, N]`` (where each seed ended; NaN for non-finite seeds).
+    ``final_states [S, N]`` (where each seed ended; NaN for non-finite seeds), ``seed_time_s``
+    (seconds from the start of the search until the seed's own q first fell below ``q_fixed``;
+    NaN if it never did).
     ``input [I]``: the constant input. ``params``: the finder's settings and timings.
     Without linearisation (``compute_jacobians=False``) the Jacobian and spectral arrays have a
     zero-sized trailing shape (``[K, 0, 0]``, ``[K, 0]``); :func:`linearise` fills them.
@@ -93,6 +95,7 @@ class FixedPoints:
     seed_status: np.ndarray
     final_states: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    seed_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     # -- derived quantities ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -169,10 +172,10 @@ class FixedPoints:
                 if f.attrs.get("format") != _FORMAT:
                     raise ValueError(f"{path}: not a fixed-points file (format {f.attrs.get('format')!r})")
                 names = [item.name for item in fields(cls) if item.name != "params"]
-                missing = [n for n in names if n not in f]
+                missing = [n for n in names if n not in f and n != "seed_time_s"]
                 if missing:
                     raise ValueError(f"{path}: missing datasets {', '.join(missing)}")
-                values = {n: f[n][()] for n in names}
+                values = {n: f[n][()] for n in names if n in f}
                 values["params"] = json.loads(f.attrs["params"])
         except OSError as err:
             raise ValueError(f"{path}: unreadable HDF5 file ({err})") from None
@@ -310,11 +313,14 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
                max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1, mu_down: float = 10.0,
                mu_floor: float = 1e-10, mu_init: float = 1e-3,
                max_jacobians: int = 6, absorb_tol: float | None = None,
+               clock: tuple[float, float, torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
     Returns ``(h, q [S], grad_norm [S], n_jacobians, absorbed [S])``: per-point Jacobian
-    evaluations in all, and which points stopped within ``absorb_tol`` of a converged point. A point stops when
+    evaluations in all, and which points stopped within ``absorb_tol`` of a converged point.
+    ``clock = (start, q_fixed, reached [S])``: writes into ``reached`` the time since ``start``
+    at which each point's q first fell below ``q_fixed``. A point stops when
     ``q < q_tol``, when an exact-Jacobian Gauss-Newton step (damping below ``mu_floor`` times the
     scale of ``J^T J``) lowers q by less than the fraction ``rel_tol`` or the damping exceeds 1e6
     times that scale (a minimum of q > 0, i.e. a slow point, or the floor of working precision),
@@ -338,6 +344,9 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
     n_eval = torch.ones(len(h), dtype=torch.long)
     absorbed = torch.zeros_like(active)
     n_jac = len(h)
+    if clock is not None:
+        start, q_fixed, reached = clock
+        reached[torch.isnan(reached) & (q < q_fixed)] = time.perf_counter() - start
     for _ in range(iters):
         idx = active.nonzero().flatten()
         if len(idx) == 0:
@@ -373,6 +382,10 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
             n_eval[todo] += 1
             jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
             fresh[todo] = True
+        if clock is not None:
+            start, q_fixed, reached = clock
+            newly = idx[(q[idx] < q_fixed) & torch.isnan(reached[idx])]
+            reached[newly] = time.perf_counter() - start
         active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e6 * scale[idx]) & ~stalled[idx]
         if absorb_tol is not None:  # a point creeping towards a converged one is its duplicate
             done, live = (q < q_tol).nonzero().flatten(), active.nonzero().flatten()
@@ -495,6 +508,7 @@ def find_fixed_points(
     final = torch.full_like(seeds, float("nan"))
     seed_q = torch.full((n_seeds,), float("nan"), dtype=dtype)
     seed_grad = torch.full((n_seeds,), float("nan"), dtype=dtype)
+    seed_time = torch.full((n_seeds,), float("nan"), dtype=torch.float64)
     timings = {}
 
     if len(good):
@@ -523,9 +537,12 @@ def find_fixed_points(
             polish = polish[:0]
         for start in range(0, len(polish), chunk):
             sl = slice(start, start + chunk)
+            reached = torch.full((len(h_ok[sl]),), float("nan"), dtype=torch.float64)
             h_p, q_p, g_p, n_jac, absorbed = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
                                                         max_rows, absorb_tol=tol_unique,
-                                                        max_jacobians=max_jacobians)
+                                                        max_jacobians=max_jacobians,
+                                                        clock=(started, q_fixed, reached))
+            seed_time[polish[sl]] = reached
             timings["lm_jacobian_evaluations"] += n_jac
             final[polish[sl]], seed_q[polish[sl]], seed_grad[polish[sl]] = h_p, q_p, g_p
             status[polish[sl][absorbed].numpy()] = _DUPLICATE
@@ -565,7 +582,7 @@ def find_fixed_points(
         seed_index=kept.astype(np.int64), jacobians=jac, eigenvalues=vals, right_eigenvectors=right,
         left_eigenvectors=left, input=x[0].numpy().astype(np.float64), seed_q=q_np,
         seed_grad_norm=seed_grad.numpy().astype(np.float64), seed_status=status, final_states=final_np,
-        params=params,
+        params=params, seed_time_s=seed_time.numpy(),
     )
     if compute_jacobians and len(kept):
         t0 = time.perf_counter()
