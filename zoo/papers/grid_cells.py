@@ -176,7 +176,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
         cfg = net["card"].get("config", {})
         rows += [
             Row("network: decoding error (cm, top-3 place cells)", round(m.get("decoding_error_cm", float("nan")), 2),
-                "a few cm (4096 units, 100k steps)", f"{cfg.get('hidden_size')} units; card metrics"),
+                "not stated in PAPERS.md", f"{cfg.get('hidden_size')} units; card metrics"),
             Row("network: fraction of units with score_60 > 0.3", round(float((s60 > 0.3).mean()), 3), "report honestly",
                 f"card: {m.get('grid_fraction_0.3', float('nan')):.3f}"),
             Row("network: fraction of units with score_60 > 0.8", round(float((s60 > 0.8).mean()), 3), "report honestly",
