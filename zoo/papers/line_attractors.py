@@ -265,6 +265,13 @@ def line_attractors(out_dir: Path, quick: bool) -> Section:
                 f"{r.get('n_sequences', 0)} test reviews"),
         ]
     text = (f"Settings: {json.dumps(settings)}; q = (1/N)||F(h, 0) - h||^2. "
-            f"{'QUICK run: first entry only, few seeds.' if quick else ''}\n\n" + _table(results))
+            f"{'QUICK run: first entry only, few seeds.' if quick else ''}\n\n"
+            "Definitions: eigenvalue columns are medians over the linearised points (fixed points with "
+            "q < 1e-8, or all unique points incl. slow points where fewer than 3 exist), tau = -1/ln|lambda| "
+            "in tokens (negative: a slightly growing mode, |lambda| > 1). One-step error: median over visited "
+            "transitions of ||linearised - true next state|| / ||true one-step change|| (update) and / "
+            "||true next state - nearest fixed point|| (deviation). The linearised classifier runs the "
+            "piecewise-linear system (nearest fixed point's linearisation at every token) over whole test "
+            "reviews from h0 = 0.\n\n" + _table(results))
     return Section(title="Sentiment RNNs and line attractors (Maheswaranathan et al. 2019)",
                    figures=_figures(results, arrays, Path(out_dir)), rows=rows, text=text)
