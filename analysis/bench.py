@@ -67,6 +67,7 @@ def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None
           out_dir: Path | str = "results", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Run each analysis on every matching entry that offers its protocol; return rows per analysis.
 
+    ``params`` go to the analyses that take them (an unknown parameter is an error).
     A row is ``{"entry", "status" ("ok" | "cached" | "failed: ..." | "no checkpoint"), **summary}``.
     """
     import zoo
@@ -74,10 +75,16 @@ def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    params = params or {}
+    specs = [get_analysis(a) for a in analyses]
+    unused = set(params) - {k for spec in specs for k in spec.defaults}
+    if unused:
+        raise TypeError(f"no analysis among {', '.join(analyses)} takes {', '.join(sorted(unused))}")
     tables: dict[str, list[dict[str, Any]]] = {}
-    for analysis_name in analyses:
-        analysis = get_analysis(analysis_name)
-        run_params = {**analysis.defaults, **(params or {})}
+    for analysis in specs:
+        analysis_name = analysis.name
+        own_params = {k: v for k, v in params.items() if k in analysis.defaults}  # each takes its own
+        run_params = {**analysis.defaults, **own_params}
         cache = out_dir / f"{analysis_name}.h5"
         rows = []
         for name in tqdm(zoo.list_models(pattern), desc=analysis_name, disable=not progress):
@@ -98,7 +105,7 @@ def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None
                 rows.append({"entry": name, "status": "cached", **cached})
                 continue
             try:
-                result = analysis(model, zoo.task(name), **(params or {}))
+                result = analysis(model, zoo.task(name), **own_params)
             except Exception as err:  # recorded per entry, the bench goes on
                 rows.append({"entry": name, "status": f"failed: {type(err).__name__}: {err}"})
                 continue

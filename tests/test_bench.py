@@ -61,3 +61,8 @@ def test_analysis_parameter_and_protocol_errors():
     with pytest.raises(KeyError, match="unknown analysis"):
         get_analysis("unit-test-dept")
     assert "unit-test-depth" in list_analyses()
+
+
+def test_params_go_to_the_analyses_that_take_them(tmp_path):
+    with pytest.raises(TypeError, match="no analysis among unit-test-depth takes depth"):
+        bench(["unit-test-depth"], pattern="random-net/tanh", params={"depth": 3}, out_dir=tmp_path, progress=False)
