@@ -412,6 +412,8 @@ for _arch in ("vanilla", "gru", "lstm", "ugrnn"):
     if _arch == "vanilla":
         _imdb_extra, _imdb_note = {"init": "identity", "recurrent_lr": 5e-5}, _VANILLA_IMDB_NOTE
         _imdb_recipe = {"lr": 5e-4, "max_epochs": 4}
+    if _arch == "lstm":  # after 3 epochs: 83.2% (validation still rising); the 4th epoch gives 87.3%
+        _imdb_recipe = {"lr": 1e-3, "max_epochs": 4}
     _entry("sentiment-imdb", _arch,
            recipe={"batch_size": 64, **_imdb_recipe, "gradient_clip_val": 1.0, "storage_dtype": "float16"},
            task_kwargs=_IMDB_TASK, notes=_SIZES_NOTE + _IMDB_NOTE + _imdb_note, hidden_size=256, embed_size=64,
