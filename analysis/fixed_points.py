@@ -636,7 +636,7 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
     return out
 
 
-@register_analysis("fixed-points", protocol=RecurrentDynamics, version="1")
+@register_analysis("fixed-points", protocol=RecurrentDynamics, version="1", quick_params={"n_seeds": 32})
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
                           tol_unique: float = 1e-3, seed: int = 0, split: str = "test") -> AnalysisResult:
     """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.

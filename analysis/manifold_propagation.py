@@ -363,7 +363,7 @@ def default_q0(model: Any, start_layer: int = 0) -> float:
 # analyses
 # ---------------------------------------------------------------------------------------------
 
-@register_analysis("curvature", protocol=LayeredMap, version="1")
+@register_analysis("curvature", protocol=LayeredMap, version="1", quick_params={"n_angles": 32})
 def curvature(model, task, *, n_angles: int = 500, q0: float | None = None, start_layer: int = 0,
               seed: int = 0, float64: bool = True) -> AnalysisResult:
     """Length, curvature, Grassmannian length and correlation of a great circle across layers.
