@@ -36,6 +36,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "limit_val_batches": 1.0,
     "val_check_interval": None,
     "eval_batch_size": 256,
+    "checkpoint_every_n_steps": 500,  # how often runs/.../last.ckpt is refreshed during an epoch
 }
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -162,7 +163,12 @@ def train(
         limit_val_batches=recipe["limit_val_batches"],
         val_check_interval=recipe["val_check_interval"],
         logger=CSVLogger(directory, name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0)],
+        # monitor=None + save_top_k=1 keeps the newest checkpoint; save_last mirrors it as last.ckpt,
+        # refreshed every `checkpoint_every_n_steps` and at every epoch end.
+        callbacks=[ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=1,
+                                   every_n_train_steps=recipe["checkpoint_every_n_steps"]),
+                   ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=1,
+                                   filename="epoch{epoch}", save_on_train_epoch_end=True)],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -173,6 +179,9 @@ def train(
     trainer.fit(module, datamodule=TaskDataModule(the_task, recipe["batch_size"]),
                 ckpt_path=str(last) if resume else None)
     wall = time.time() - started
+    if trainer.interrupted:
+        raise KeyboardInterrupt(f"training of {name} was interrupted; continue it with `zoo train {name} --resume`"
+                                f" (from {last}); no zoo checkpoint was written")
     if not trainer.is_global_zero:
         return entry.path
     model = module.model.cpu().eval()
