@@ -341,7 +341,7 @@ def test_shipped_entry_loads_offline_and_card_is_complete(name, monkeypatch, tmp
     task, arch = name.split("/")
     accuracy = card["metrics"]["test_accuracy"]
     assert 0 < accuracy <= 1
-    assert accuracy * 100 >= PAPER[task][arch] - 2 - 1.5, f"{name}: {accuracy:.4f} far below the paper"
+    assert accuracy * 100 >= PAPER[task][arch] - 2, f"{name}: {accuracy:.4f} more than 2 points below the paper"
     for key in ("vocab_size", "max_len"):
         assert key in card["data"]
     assert card["config"]["embed_size"] and card["training"]["wall_time_s"] > 0 and "zoo train" in card["command"]
