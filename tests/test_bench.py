@@ -6,6 +6,7 @@ import h5py
 import pytest
 import torch
 
+from analysis import registry
 from analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis
 from analysis.bench import bench
 from zoo.cli import main
@@ -13,13 +14,20 @@ from zoo.cli import main
 CALLS = []
 
 
-@register_analysis("unit-test-depth", protocol=LayeredMap, version="1")
 def _depth_analysis(model, task, *, scale=1.0):
     """Counts layers; fails on purpose for relu nets."""
     CALLS.append(model.zoo_name)
     if model.zoo_name == "random-net/relu":
         raise RuntimeError("deliberate failure")
     return AnalysisResult({"layers": len(model.layer_maps()) * scale}, {"x": torch.arange(3).numpy()})
+
+
+@pytest.fixture(autouse=True)
+def depth_analysis():
+    """Registered only while these tests run, so the zoo-wide tests never see it."""
+    register_analysis("unit-test-depth", protocol=LayeredMap, version="1")(_depth_analysis)
+    yield
+    registry._ANALYSES.pop("unit-test-depth")
 
 
 def test_bench_runs_caches_and_records_failures(tmp_path):
