@@ -424,7 +424,10 @@ def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     order = torch.argsort(-vals.abs(), dim=-1, stable=True)
     vals = torch.take_along_dim(vals, order, -1)
     right = torch.take_along_dim(right, order[:, None, :], -1)
-    left = torch.linalg.inv(right)
+    try:
+        left = torch.linalg.inv(right)
+    except RuntimeError:  # a (nearly) defective Jacobian has a singular eigenbasis: least-squares left vectors
+        left = torch.linalg.pinv(right)
     vals, right, left = vals.numpy(), right.numpy(), left.numpy()
     return vals.astype(np.complex128), right.astype(np.complex128), left.astype(np.complex128)
 

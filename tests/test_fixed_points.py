@@ -311,3 +311,15 @@ def test_linearise_on_demand():
     full = linearise(f, fp)
     assert full.linearised and np.allclose(full.jacobians[0], a.numpy())
     assert np.allclose(np.sort(np.abs(full.eigenvalues[0])), np.sort(np.abs(np.linalg.eigvals(a.numpy()))))
+
+
+def test_decompose_survives_a_defective_jacobian():
+    """A Jordan block has one eigenvector: its eigenbasis is singular, left vectors fall back to pinv."""
+    from analysis.fixed_points import decompose
+
+    jordan = np.array([[[0.9, 1.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.2]]])
+    vals, right, left = decompose(jordan)
+    np.testing.assert_allclose(vals[0], [0.9, 0.9], atol=1e-6)
+    np.testing.assert_allclose(np.abs(vals[1]), [0.5, 0.2])
+    assert np.isfinite(left).all()
+    np.testing.assert_allclose(left[1] @ right[1], np.eye(2), atol=1e-12)
