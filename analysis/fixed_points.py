@@ -355,7 +355,10 @@ def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol
         a.diagonal(dim1=1, dim2=2).add_(mu[idx, None])
         rhs = -(r[idx].unsqueeze(1) @ jac[idx]).transpose(1, 2)  # -J_r^T r, [B, N, 1]
         chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I is positive definite
-        d = torch.cholesky_solve(rhs, chol)[..., 0] if not bool(info.any()) else torch.linalg.solve(a, rhs)[..., 0]
+        if not bool(info.any()):
+            d = torch.cholesky_solve(rhs, chol)[..., 0]
+        else:  # rounding broke positive definiteness: least squares (a singular LU would raise)
+            d = torch.linalg.lstsq(a, rhs).solution[..., 0]
         h_new = h[idx] + d
         r_new = _residual(step, h_new, x[idx]).detach()
         q_new, q_old = r_new.pow(2).mean(-1), q[idx]
