@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from .fixed_points import FixedPoints, _as_step, input_jacobians, state_jacobians
+from .fixed_points import FixedPoints, _as_step, _dtype_of as _dtype, input_jacobians, state_jacobians
 
 
 def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch.Tensor | np.ndarray,
@@ -42,15 +42,6 @@ def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch
         raise ValueError(f"inputs must be [I] or [K={len(h)}, I], got shape {tuple(x.shape)}")
     x = x.contiguous()
     return state_jacobians(step, h, x), input_jacobians(step, h, x)
-
-
-def _dtype(dynamics: Any, default: torch.dtype) -> torch.dtype:
-    """The model's parameter dtype; ``default`` for plain callables."""
-    if isinstance(dynamics, torch.nn.Module):
-        for p in dynamics.parameters():
-            if p.is_floating_point():
-                return p.dtype
-    return default
 
 
 class LinearisedSystem:
