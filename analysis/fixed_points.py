@@ -218,32 +218,52 @@ def _speed(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _speed_and_grad(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(q [B], ||grad q|| [B])`` by one backward pass."""
+    return _residual_and_grad(step, h, x)[1:]
+
+
+def _residual_and_grad(step: StepFn, h: torch.Tensor, x: torch.Tensor,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(r = F(h, x) - h [B, N], q [B], ||grad q|| [B])``, the gradient by one backward pass."""
     h = h.detach().requires_grad_(True)
     with torch.enable_grad():
-        q = _residual(step, h, x).pow(2).mean(-1)
+        r = _residual(step, h, x)
+        q = r.pow(2).mean(-1)
         (g,) = torch.autograd.grad(q.sum(), h)
-    return q.detach(), g.norm(dim=-1)
+    return r.detach(), q.detach(), g.norm(dim=-1)
 
 
-def state_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
+def state_jacobians(dynamics: Any, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
     """``dF/dh`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, N]`` (``J[b, i, j] = dF_i/dh_j``).
 
-    Uses ``torch.func.vmap(jacrev)``; a step that ``vmap`` cannot trace falls back to plain
-    autograd on ``N`` replicas of each row. Work is chunked so at most ``max_rows`` replicated
-    rows (``chunk * N``) are live at once.
+    ``dynamics``: a model or a plain callable ``F(h, x)``. A model that offers the closed form
+    ``state_jacobian(h, x)`` (optional in :class:`RecurrentDynamics`; O(N^2) per point) is asked
+    for it; otherwise ``torch.func.vmap(jacrev)`` of ``step`` (O(N^3) per point), and a step that
+    ``vmap`` cannot trace falls back to plain autograd on ``N`` replicas of each row. Work is
+    chunked so at most ``max_rows`` replicated rows (``chunk * N``) are live at once.
     """
-    return _jacobians(step, h, x, wrt=0, max_rows=max_rows)
+    return _jacobians(dynamics, h, x, wrt=0, max_rows=max_rows)
 
 
-def input_jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
-    """``dF/dx`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, I]``."""
-    return _jacobians(step, h, x, wrt=1, max_rows=max_rows)
+def input_jacobians(dynamics: Any, h: torch.Tensor, x: torch.Tensor, max_rows: int = 1 << 13) -> torch.Tensor:
+    """``dF/dx`` at each row: ``h [B, N]``, ``x [B, I]`` -> ``[B, N, I]`` (``input_jacobian`` if offered)."""
+    return _jacobians(dynamics, h, x, wrt=1, max_rows=max_rows)
 
 
-def _jacobians(step: StepFn, h: torch.Tensor, x: torch.Tensor, wrt: int, max_rows: int) -> torch.Tensor:
+def has_closed_form_jacobian(dynamics: Any) -> bool:
+    """Whether ``dynamics`` offers ``state_jacobian(h, x)`` (then second-order search is cheap)."""
+    return callable(getattr(dynamics, "state_jacobian", None))
+
+
+def _jacobians(dynamics: Any, h: torch.Tensor, x: torch.Tensor, wrt: int, max_rows: int) -> torch.Tensor:
     n = h.shape[1]
+    closed_form = getattr(dynamics, ("state_jacobian", "input_jacobian")[wrt], None)
+    step, _ = _as_step(dynamics)
     chunk = max(1, max_rows // max(n, 1))
-    parts = [_jacobian_chunk(step, h[i:i + chunk], x[i:i + chunk], wrt) for i in range(0, len(h), chunk)]
+    if callable(closed_form):  # O(N^2) memory per point, like the result: no chunking needed
+        with torch.no_grad():
+            return closed_form(h, x)
+    else:
+        parts = [_jacobian_chunk(step, h[i:i + chunk], x[i:i + chunk], wrt) for i in range(0, len(h), chunk)]
     if not parts:
         return h.new_zeros((0, n, (h if wrt == 0 else x).shape[1]))
     return torch.cat(parts)
@@ -309,94 +329,116 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
     return h.detach(), diverged
 
 
-def _lm_polish(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
-               max_rows: int, rel_tol: float = 1e-3, chord: float = 0.1, mu_down: float = 10.0,
-               mu_floor: float = 1e-10, mu_init: float = 1e-3,
-               max_jacobians: int = 6, absorb_tol: float | None = None,
+def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_tol: float,
+               max_rows: int, *, patience: int = 3, progress: float = 0.5, chord: float = 0.1,
+               mu_init: float = 1e-6, mu_down: float = 10.0, mu_up: float = 4.0, mu_max: float = 1e6,
+               max_jacobians: int | None = None, absorb_tol: float | None = None,
                clock: tuple[float, float, torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Batched Levenberg-Marquardt on ``r(h) = F(h, x) - h`` with per-point damping.
 
+    Each point solves ``(J_r^T J_r + mu I) d = -J_r^T r`` (``J_r = dF/dh - I``) by Cholesky and
+    takes the step if it lowers ``q``. Damping is relative to ``s = max diag(J_r^T J_r)``: it
+    starts at ``mu_init s``, is divided by ``mu_down`` after a success and multiplied by
+    ``mu_up`` after a failure (a failed Cholesky counts as one). The Jacobian is kept while steps
+    cut ``q`` by at least the factor ``chord`` (chord steps: one forward pass instead of a
+    Jacobian) and refreshed otherwise, at most ``max_jacobians`` times per point (default
+    unlimited).
+
+    A point stops when ``q < q_tol`` (converged); when neither ``q`` nor ``||grad q||`` has
+    fallen by the factor ``progress`` in ``patience`` accepted steps, or the damping passes ``mu_max s``
+    (a *slow point*: a minimum of ``q > 0``, or a zero beyond the local quadratic model, e.g.
+    far along a line attractor's neutral direction); within ``absorb_tol`` of a converged
+    point (a duplicate of it); or after ``iters`` iterations.
+
     Returns ``(h, q [S], grad_norm [S], n_jacobians, absorbed [S])``: per-point Jacobian
-    evaluations in all, and which points stopped within ``absorb_tol`` of a converged point.
-    ``clock = (start, q_fixed, reached [S])``: writes into ``reached`` the time since ``start``
-    at which each point's q first fell below ``q_fixed``. A point stops when
-    ``q < q_tol``, when an exact-Jacobian Gauss-Newton step (damping below ``mu_floor`` times the
-    scale of ``J^T J``) lowers q by less than the fraction ``rel_tol`` or the damping exceeds 1e6
-    times that scale (a minimum of q > 0, i.e. a slow point, or the floor of working precision),
-    or after ``iters`` accepted-or-rejected trials. Damping starts at ``mu_init`` times the
-    scale, is divided by ``mu_down`` after a success and multiplied by 4 after a failure. While steps keep cutting q by
-    at least the factor ``chord``, the Jacobian is reused (chord / Shamanskii steps: one forward
-    pass each instead of N backward passes); it is recomputed after a poor or failed step.
+    evaluations in all, and which points stopped as duplicates. ``clock = (start, q_fixed,
+    reached [S])``: writes into ``reached`` the time since ``start`` at which each point's q
+    first fell below ``q_fixed``.
     """
+    step, _ = _as_step(dynamics)
     n = h.shape[1]
     h = h.clone()
-    eye = torch.eye(n, dtype=h.dtype)
-    r = _residual(step, h, x).detach()
-    q = r.pow(2).mean(-1)
-    jac = state_jacobians(step, h, x, max_rows) - eye
-    jtj = jac.transpose(1, 2) @ jac
-    scale = jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
-    mu = mu_init * scale
-    active = torch.isfinite(q) & (q >= q_tol)
-    stalled = torch.zeros_like(active)
-    fresh = torch.ones_like(active)  # Jacobian evaluated at the current h
-    n_eval = torch.ones(len(h), dtype=torch.long)
-    absorbed = torch.zeros_like(active)
-    n_jac = len(h)
-    if clock is not None:
-        start, q_fixed, reached = clock
-        reached[torch.isnan(reached) & (q < q_fixed)] = time.perf_counter() - start
-    for _ in range(iters):
-        idx = active.nonzero().flatten()
-        if len(idx) == 0:
-            break
-        a = jtj[idx]
-        a.diagonal(dim1=1, dim2=2).add_(mu[idx, None])
-        rhs = -(r[idx].unsqueeze(1) @ jac[idx]).transpose(1, 2)  # -J_r^T r, [B, N, 1]
-        chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I is positive definite
-        if not bool(info.any()):
-            d = torch.cholesky_solve(rhs, chol)[..., 0]
-        else:  # rounding broke positive definiteness: least squares (a singular LU would raise)
-            d = torch.linalg.lstsq(a, rhs).solution[..., 0]
-        h_new = h[idx] + d
-        r_new = _residual(step, h_new, x[idx]).detach()
-        q_new, q_old = r_new.pow(2).mean(-1), q[idx]
-        accept = torch.isfinite(q_new) & (q_new < q_old)
-        # a minimum of q > 0 (a slow point): an exact-Jacobian step that barely lowers q
-        # (judged only in the Gauss-Newton regime: heavy damping also makes progress slow, e.g.
-        # along the near-neutral direction of a line attractor)
-        gauss_newton = mu[idx] < mu_floor * scale[idx]
-        stalled[idx] = accept & fresh[idx] & gauss_newton & (q_new > (1.0 - rel_tol) * q_old)
-        acc, rej = idx[accept], idx[~accept]
-        mu[acc] = torch.maximum(mu[acc] / mu_down, 1e-3 * mu_floor * scale[acc])
-        # a stale Jacobian is refreshed before damping harder (unless the point's budget is spent)
-        mu[rej[fresh[rej] | (n_eval[rej] >= max_jacobians)]] *= 4.0
-        h[acc], r[acc], q[acc] = h_new[accept], r_new[accept], q_new[accept]
-        # chord steps: keep the Jacobian while each step still cuts q by the factor ``chord``;
-        # refresh it after a poor step or a failed stale step (converged points keep theirs)
-        poor = accept & (q_new >= q_tol) & (q_new > chord * q_old)
-        todo = torch.cat([idx[poor], rej[~fresh[rej]]])
-        todo = todo[n_eval[todo] < max_jacobians]  # past its budget a point takes chord steps only
-        fresh[acc] = False
-        if len(todo):
-            jac[todo] = state_jacobians(step, h[todo], x[todo], max_rows) - eye
-            n_jac += len(todo)
-            n_eval[todo] += 1
-            jtj[todo] = jac[todo].transpose(1, 2) @ jac[todo]
-            fresh[todo] = True
+    budget = iters + 1 if max_jacobians is None else max_jacobians
+    block = max(1, (1 << 22) // (n * n))  # points per linear-algebra block (16 MB in float32)
+    r, q, grad = _residual_and_grad(step, h, x)  # grad: ||grad q||, kept exact at each point's h
+    absorbed = torch.zeros(len(h), dtype=torch.bool)
+    jac = h.new_empty(len(h), n, n)  # per point: J_r, and J_r^T J_r (allocated once, filled by block)
+    jtj = torch.empty_like(jac)
+
+    def refresh(rows: torch.Tensor) -> None:
+        for i in range(0, len(rows), block):
+            sub = rows[i:i + block]
+            jr = state_jacobians(dynamics, h[sub], x[sub], max_rows)
+            jr.diagonal(dim1=1, dim2=2).sub_(1.0)
+            jac[sub], jtj[sub] = jr, jr.transpose(1, 2) @ jr
+
+    def lm_step(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d [W, N], ok [W])``: the damped step for each row, and whether its Cholesky worked."""
+        d, ok = h.new_zeros(len(rows), n), torch.ones(len(rows), dtype=torch.bool)
+        for i in range(0, len(rows), block):
+            sub = rows[i:i + block]
+            a = jtj[sub]
+            a.diagonal(dim1=1, dim2=2).add_(mu[sub, None])
+            chol, info = torch.linalg.cholesky_ex(a)  # J^T J + mu I: positive definite unless rounding
+            rhs = -(r[sub].unsqueeze(1) @ jac[sub]).transpose(1, 2)  # -J_r^T r, [b, N, 1]
+            # two triangular solves: much faster than batched cholesky_solve on CPU
+            y = torch.linalg.solve_triangular(chol, rhs, upper=False)
+            d[i:i + block] = torch.linalg.solve_triangular(chol.transpose(1, 2), y, upper=True)[..., 0]
+            ok[i:i + block] = info == 0
+        d[~ok] = 0.0
+        return d, ok
+
+    def record_reached(rows: torch.Tensor) -> None:
         if clock is not None:
             start, q_fixed, reached = clock
-            newly = idx[(q[idx] < q_fixed) & torch.isnan(reached[idx])]
+            newly = rows[(q[rows] < q_fixed) & torch.isnan(reached[rows])]
             reached[newly] = time.perf_counter() - start
-        active[idx] = (q[idx] >= q_tol) & (mu[idx] < 1e6 * scale[idx]) & ~stalled[idx]
-        if absorb_tol is not None:  # a point creeping towards a converged one is its duplicate
-            done, live = (q < q_tol).nonzero().flatten(), active.nonzero().flatten()
-            if len(done) and len(live):
-                hit = live[torch.cdist(h[live], h[done]).amin(-1) < absorb_tol]
-                active[hit], absorbed[hit] = False, True
-    grad = (2.0 / n) * torch.einsum("bij,bi->bj", jac, r)  # with each point's latest Jacobian
-    return h, q, grad.norm(dim=-1), n_jac, absorbed
+
+    record_reached(torch.arange(len(h)))
+    rows = (torch.isfinite(q) & (q >= q_tol)).nonzero().flatten()  # the points still being polished
+    refresh(rows)
+    scale = jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)  # damping is relative to this
+    mu = mu_init * scale
+    n_eval = torch.zeros(len(h), dtype=torch.long)
+    n_eval[rows] = 1
+    q_ref, g_ref = q.clone(), grad.clone()  # for the stall rule
+    since = torch.zeros(len(h), dtype=torch.long)
+    converged = q < q_tol
+
+    for _ in range(iters):
+        if len(rows) == 0:
+            break
+        d, ok = lm_step(rows)
+        h_new = h[rows] + d
+        r_new, q_new, g_new = _residual_and_grad(step, h_new, x[rows])
+        q_old = q[rows]
+        accept = ok & torch.isfinite(q_new) & (q_new < q_old)
+        acc = rows[accept]
+        h[acc], r[acc], q[acc], grad[acc] = h_new[accept], r_new[accept], q_new[accept], g_new[accept]
+        record_reached(acc)
+        mu[rows] = torch.where(accept, mu[rows] / mu_down, mu[rows] * mu_up).clamp_min(1e-15 * scale[rows])
+        # refresh the Jacobian after a poor step or a failure (a chord step that fails is retried fresh)
+        poor = ~accept | (q_new > chord * q_old)
+        todo = rows[poor & (n_eval[rows] < budget)]
+        refresh(todo)
+        n_eval[todo] += 1
+        # the stall rule: ``patience`` accepted steps in which neither q nor its gradient fell by
+        # the factor ``progress`` (a rejected step only says the step was too long: the damping
+        # grows and it retries); the gradient keeps a point homing in on a slow point's minimum
+        q_better, g_better = q[rows] < progress * q_ref[rows], grad[rows] < progress * g_ref[rows]
+        q_ref[rows] = torch.where(q_better, q[rows], q_ref[rows])
+        g_ref[rows] = torch.where(g_better, grad[rows], g_ref[rows])
+        since[rows] = torch.where(q_better | g_better, 0, since[rows] + accept.long())
+        done = q[rows] < q_tol
+        converged[rows[done]] = True
+        keep = ~done & (since[rows] < patience) & (mu[rows] < mu_max * scale[rows])
+        if absorb_tol is not None and bool(converged.any()):  # creeping towards a converged point
+            near = torch.cdist(h[rows], h[converged]).amin(-1) < absorb_tol
+            absorbed[rows[keep & near]] = True
+            keep &= ~near
+        rows = rows[keep]
+    return h, q, grad, int(n_eval.sum()), absorbed
 
 
 def _unique(points: np.ndarray, order: np.ndarray, tol: float) -> np.ndarray:
@@ -443,12 +485,13 @@ def find_fixed_points(
     seeds: torch.Tensor | np.ndarray,
     inputs: torch.Tensor | np.ndarray | None = None,
     *,
-    adam_iters: int = 100,
+    adam_iters: int = 50,
     adam_lr: float = 1e-2,
     adam_q: float = 1e-7,
     lm_iters: int = 40,
-    max_jacobians: int = 6,
-    q_tol: float = 1e-13,
+    patience: int = 3,
+    max_jacobians: int | None = None,
+    q_tol: float = 1e-12,
     q_fixed: float = 1e-10,
     q_keep: float | None = None,
     tol_unique: float = 1e-3,
@@ -476,7 +519,10 @@ def find_fixed_points(
     """
     step, input_size = _as_step(dynamics)
     started = time.perf_counter()
-    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters), ("max_jacobians", max_jacobians)):
+    if max_jacobians is None:  # closed-form Jacobians are cheap; autodiff ones cost N backward passes
+        max_jacobians = lm_iters + 1 if has_closed_form_jacobian(dynamics) else 6
+    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters), ("max_jacobians", max_jacobians),
+                        ("patience", patience)):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     for name, value in (("adam_lr", adam_lr), ("q_tol", q_tol), ("q_fixed", q_fixed),
@@ -544,8 +590,8 @@ def find_fixed_points(
         for start in range(0, len(polish), chunk):
             sl = slice(start, start + chunk)
             reached = torch.full((len(h_ok[sl]),), float("nan"), dtype=torch.float64)
-            h_p, q_p, g_p, n_jac, absorbed = _lm_polish(step, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
-                                                        max_rows, absorb_tol=tol_unique,
+            h_p, q_p, g_p, n_jac, absorbed = _lm_polish(dynamics, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
+                                                        max_rows, absorb_tol=tol_unique, patience=int(patience),
                                                         max_jacobians=max_jacobians,
                                                         clock=(started, q_fixed, reached))
             seed_time[polish[sl]] = reached
@@ -580,7 +626,7 @@ def find_fixed_points(
     vals, right, left = np.zeros((len(kept), 0), complex), np.zeros((len(kept), 0, 0), complex), np.zeros((len(kept), 0, 0), complex)
     timings["total_s"] = time.perf_counter() - started
     params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters,
-                  max_jacobians=max_jacobians, q_tol=q_tol,
+                  max_jacobians=max_jacobians, patience=patience, q_tol=q_tol,
                   q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
                   convention=CONVENTION, **timings)
     result = FixedPoints(
@@ -602,11 +648,10 @@ def linearise(dynamics: Any, fp: FixedPoints, max_rows: int = 1 << 13) -> FixedP
     """``fp`` with ``jacobians``, eigenvalues and left/right eigenvectors computed at its points
     (at its constant input). Use it on a :meth:`FixedPoints.subset` when only some points are
     needed: the eigendecomposition costs O(N^3) per point."""
-    step, _ = _as_step(dynamics)
     dtype = _dtype_of(dynamics, torch.float64)  # plain callables get the stored float64 points
     h = torch.as_tensor(fp.points).to(dtype)
     x = torch.as_tensor(fp.input).to(dtype).expand(len(h), -1).contiguous()
-    jac = state_jacobians(step, h, x, max_rows).numpy().astype(np.float64)
+    jac = state_jacobians(dynamics, h, x, max_rows).numpy().astype(np.float64)
     vals, right, left = decompose(jac)
     values = {f.name: getattr(fp, f.name) for f in fields(fp)}
     values.update(jacobians=jac, eigenvalues=vals, right_eigenvectors=right, left_eigenvectors=left,

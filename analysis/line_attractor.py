@@ -89,8 +89,9 @@ class LineFit:
     ``centre [N]``, ``direction [N]`` (unit; the cloud's first principal axis, oriented towards the
     readout if one was given), ``coords [K]`` (position of each point along it),
     ``length`` (extent of ``coords``), ``arc_length`` (length of the piecewise-linear principal
-    curve through ``n_bins`` bin means along the axis), ``fraction_variance`` (variance on the
-    axis / total: 1 for a straight line), ``curve [n_bins, N]``.
+    curve from the extreme point at one end, through the means of the occupied ones of ``n_bins``
+    bins along the axis, to the other end), ``fraction_variance`` (variance on the axis / total:
+    1 for a straight line), ``curve [<= n_bins + 2, N]``.
     """
 
     centre: np.ndarray
@@ -113,12 +114,13 @@ def fit_line(points, readout: np.ndarray | None = None, n_bins: int = 20) -> Lin
         u = -u
     coords = (p - pca.mean) @ u
     lo, hi = coords.min(), coords.max()
-    # principal curve: mean point in each occupied bin along the axis, joined in order
+    # principal curve: the two extreme points and, between them, the mean point of each occupied
+    # bin along the axis, joined in order (so a straight line's arc length is its length)
     bins = np.clip(((coords - lo) / max(hi - lo, 1e-12) * n_bins).astype(int), 0, n_bins - 1)
     counts = np.bincount(bins, minlength=n_bins)
     sums = np.zeros((n_bins, p.shape[1]))
     np.add.at(sums, bins, p)
-    curve = sums[counts > 0] / counts[counts > 0, None]
+    curve = np.concatenate([p[[coords.argmin()]], sums[counts > 0] / counts[counts > 0, None], p[[coords.argmax()]]])
     arc = float(np.linalg.norm(np.diff(curve, axis=0), axis=1).sum())
     return LineFit(pca.mean, u, coords, float(hi - lo), arc, float(pca.explained_variance_ratio[0]), curve)
 

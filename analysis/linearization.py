@@ -29,7 +29,6 @@ from .fixed_points import FixedPoints, _as_step, _dtype_of as _dtype, input_jaco
 def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch.Tensor | np.ndarray,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(J_h [K, N, N], J_x [K, N, I])`` of ``F`` at ``points [K, N]`` and ``inputs`` (``[I]`` or ``[K, I]``)."""
-    step, _ = _as_step(dynamics)
     h = torch.as_tensor(points)
     dtype = _dtype(dynamics, h.dtype if h.is_floating_point() else torch.get_default_dtype())
     h = h.to(dtype)
@@ -41,7 +40,7 @@ def jacobians_at(dynamics: Any, points: torch.Tensor | np.ndarray, inputs: torch
     if x.ndim != 2 or len(x) != len(h):
         raise ValueError(f"inputs must be [I] or [K={len(h)}, I], got shape {tuple(x.shape)}")
     x = x.contiguous()
-    return state_jacobians(step, h, x), input_jacobians(step, h, x)
+    return state_jacobians(dynamics, h, x), input_jacobians(dynamics, h, x)
 
 
 class LinearisedSystem:
@@ -59,10 +58,9 @@ class LinearisedSystem:
         self.x_star = torch.as_tensor(fp.input).to(dtype)
         stored = np.asarray(fp.jacobians)
         if stored.shape == (fp.n_unique, fp.state_size, fp.state_size) and np.isfinite(stored).all() and stored.any():
-            step, _ = _as_step(dynamics)
             x = self.x_star.expand(len(self.points), -1).contiguous()
             self.J_h = torch.as_tensor(stored).to(dtype)  # the finder's dF/dh at these points
-            self.J_x = input_jacobians(step, self.points, x)
+            self.J_x = input_jacobians(dynamics, self.points, x)
         else:
             self.J_h, self.J_x = jacobians_at(dynamics, self.points, self.x_star)
 

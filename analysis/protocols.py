@@ -22,6 +22,10 @@ class RecurrentDynamics(Protocol):
 
     An LSTM's state is ``[h, c]`` joined (N = 2 * hidden). ``visited_states(batch)`` runs the
     model on a task batch and returns the states it visited, ``[M, N]`` (padding excluded).
+
+    Optional: ``state_jacobian(h, x) -> [B, N, N]`` and ``input_jacobian(h, x) -> [B, N, I]``,
+    the Jacobians of ``step`` in closed form. Analyses use them when present (O(N^2) per point
+    for the zoo's cells, against O(N^3) for autodiff) and fall back to ``torch.func`` otherwise.
     """
 
     state_size: int

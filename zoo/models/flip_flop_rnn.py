@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..registry import register
+from .recurrent_cells import gru_jacobian, gru_update
 
 
 class FlipFlopGRU(nn.Module):
@@ -48,14 +49,17 @@ class FlipFlopGRU(nn.Module):
 
     def step(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """One GRU update ``h [B, N], x [B, n_bits] -> h' [B, N]``."""
-        gi = x @ self.weight_ih.T + self.bias_ih
-        gh = h @ self.weight_hh.T + self.bias_hh
-        i_r, i_z, i_n = gi.chunk(3, -1)
-        h_r, h_z, h_n = gh.chunk(3, -1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return (1 - z) * n + z * h
+        return gru_update(h, x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh)
+
+    def state_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dh [B, N, N]`` of :meth:`step` in closed form (:func:`recurrent_cells.gru_jacobian`)."""
+        return gru_jacobian(h, x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh,
+                            self.weight_hh, wrt_state=True)
+
+    def input_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dx [B, N, n_bits]`` of :meth:`step` in closed form."""
+        return gru_jacobian(h, x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh,
+                            self.weight_ih, wrt_state=False)
 
     def states(self, inputs: torch.Tensor) -> torch.Tensor:
         """Hidden states after each input, ``[B, T, N]``."""

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..registry import register
+from . import recurrent_cells as cells
 
 _NONLINEARITIES = {"relu": torch.relu, "tanh": torch.tanh}
 
@@ -79,6 +80,20 @@ class GridRNN(nn.Module):
     def step(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """One step ``g_t = phi(W_hh g_{t-1} + W_ih v_t)`` on ``h [B, N]``, ``x [B, 2]``."""
         return self.phi(h @ self.weight_hh.T + x @ self.weight_ih.T)
+
+    def state_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dh = diag(phi'(pre)) W_hh``, ``[B, N, N]``, in closed form."""
+        return self._jacobian(h, x, self.weight_hh)
+
+    def input_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dx = diag(phi'(pre)) W_ih``, ``[B, N, 2]``."""
+        return self._jacobian(h, x, self.weight_ih)
+
+    def _jacobian(self, h: torch.Tensor, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        pre = h @ self.weight_hh.T + x @ self.weight_ih.T
+        if self.activation == "relu":
+            return cells.relu_jacobian(pre, matrix)
+        return cells.tanh_jacobian(torch.tanh(pre), matrix)
 
     def hidden(self, velocity: torch.Tensor, init_code: torch.Tensor) -> torch.Tensor:
         """Hidden states ``[B, T, N]`` (after the nonlinearity) for ``velocity [B, T, 2]``."""

@@ -39,6 +39,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from tasks.sentiment import PAD_ID, encode_texts, tokenize, truncate as _truncate, UNK_ID
 
 from ..registry import register
+from . import recurrent_cells as cells
 
 CELLS = ("vanilla", "gru", "lstm", "ugrnn")
 _CHUNK = 2048  # tokens per streamed chunk when predict() sees a text longer than this and no max_len
@@ -246,11 +247,29 @@ class SentimentRNN(_TextModel):
         if self.cell == "vanilla":
             return torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
         if self.cell == "gru":
-            xr, xz, xn = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
-            hr, hz, hn = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            return (1 - z) * torch.tanh(xn + r * hn) + z * h
+            return cells.gru_update(h, x @ w_ih.T + b_ih, h @ w_hh.T + b_hh)
         return self._ugrnn_update(h, x @ w_ih.T + b_ih)
+
+    def state_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dh [B, N, N]`` of :meth:`step` in closed form (:mod:`zoo.models.recurrent_cells`)."""
+        return self._jacobian(h, x, wrt_state=True)
+
+    def input_jacobian(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``dF/dx [B, N, E]`` of :meth:`step` in closed form."""
+        return self._jacobian(h, x, wrt_state=False)
+
+    def _jacobian(self, h: torch.Tensor, x: torch.Tensor, wrt_state: bool) -> torch.Tensor:
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        matrix = w_hh if wrt_state else w_ih
+        H = self.hidden_size
+        if self.cell == "gru":
+            return cells.gru_jacobian(h, x @ w_ih.T + b_ih, h @ w_hh.T + b_hh, matrix, wrt_state)
+        if self.cell == "lstm":
+            hh, c = h[..., :H], h[..., H:]
+            return cells.lstm_jacobian(c, x @ w_ih.T + b_ih + hh @ w_hh.T + b_hh, matrix, wrt_state)
+        if self.cell == "vanilla":
+            return cells.tanh_jacobian(self.step(h, x), matrix)
+        return cells.ugrnn_jacobian(h, x @ w_ih.T + b_ih + h @ w_hh.T, matrix, wrt_state)
 
     def _ugrnn_update(self, h: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
         c, g = (drive + h @ self.weight_hh.T).chunk(2, dim=-1)
