@@ -13,13 +13,15 @@ al. (2019) do (their threshold ``q < 1e-8``); Golub & Sussillo's FixedPointFinde
 
 The finder (:func:`find_fixed_points`) starts from many initial states at once (``seeds [S, N]``):
 
-1. **Adam phase**: a few hundred first-order steps on ``sum_i q(h_i)`` bring each seed into the
-   basin of a nearby zero or minimum of ``q`` (points that reach ``q < adam_q`` leave early).
+1. **Adam phase**: a few dozen first-order steps on ``sum_i q(h_i)`` move each seed towards a
+   nearby zero or minimum of ``q`` (points that reach ``q < adam_q`` leave early).
 2. **Levenberg-Marquardt polish**: on the residual ``r(h) = F(h, x) - h`` with per-point
-   Jacobians ``J_r = dF/dh - I`` (``torch.func.vmap(jacrev)``, batched), each point takes
-   ``(J_r^T J_r + mu_i I) d = -J_r^T r`` with its own damping ``mu_i`` (shrunk on success,
-   grown on failure), so true fixed points converge quadratically to ``q < 1e-12`` while a
-   point near a line attractor (``J_r`` nearly singular along the line) stays well posed.
+   Jacobians ``J_r = dF/dh - I`` (the model's closed-form ``state_jacobian`` when it has one,
+   else ``torch.func.vmap(jacrev)``), each point takes ``(J_r^T J_r + mu_i I) d = -J_r^T r``
+   with its own damping ``mu_i`` (shrunk on success, grown on failure), so true fixed points
+   converge quadratically to ``q < q_tol`` while a point near a line attractor (``J_r`` nearly
+   singular along the line) stays well posed. A point that stops making progress (neither
+   ``q`` nor ``||grad q||`` halves in ``patience`` accepted steps) is a slow point.
 3. **Bookkeeping**: per seed a status (:data:`STATUS`): ``fixed`` (q < ``q_fixed``, default
    1e-10), ``slow``, ``diverged`` (went non-finite or ran off), ``nan-seed`` (non-finite seed),
    ``outlier`` (farther than ``outlier_scale`` seed radii from the seeds' centroid); then
@@ -469,10 +471,17 @@ def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     order = torch.argsort(-vals.abs(), dim=-1, stable=True)
     vals = torch.take_along_dim(vals, order, -1)
     right = torch.take_along_dim(right, order[:, None, :], -1)
-    try:
-        left = torch.linalg.inv(right)
-    except RuntimeError:  # a (nearly) defective Jacobian has a singular eigenbasis: least-squares left vectors
-        left = torch.linalg.pinv(right)
+    # L = R^{-1} by LU; a defective Jacobian (e.g. saturated units with repeated eigenvalues) has
+    # an exactly singular eigenbasis, and its left vectors come from the pseudo-inverse instead
+    # (solving with a singular LU would make LAPACK complain and torch raise)
+    lu, pivots, info = torch.linalg.lu_factor_ex(right)
+    left = torch.empty_like(right)
+    regular = info == 0
+    if bool(regular.any()):
+        eye = torch.eye(right.shape[-1], dtype=right.dtype).expand(int(regular.sum()), -1, -1)
+        left[regular] = torch.linalg.lu_solve(lu[regular], pivots[regular], eye)
+    if not bool(regular.all()):
+        left[~regular] = torch.linalg.pinv(right[~regular])
     vals, right, left = vals.numpy(), right.numpy(), left.numpy()
     return vals.astype(np.complex128), right.astype(np.complex128), left.astype(np.complex128)
 
@@ -489,6 +498,7 @@ def find_fixed_points(
     adam_lr: float = 1e-2,
     adam_q: float = 1e-7,
     lm_iters: int = 40,
+    lm_damping: float = 1e-6,
     patience: int = 3,
     max_jacobians: int | None = None,
     q_tol: float = 1e-12,
@@ -513,8 +523,13 @@ def find_fixed_points(
     ``merge_before_polish``: after the Adam phase, seeds within ``tol_unique`` of a lower-q seed
     skip the (costly) polish and are marked ``duplicate`` with their Adam-phase q.
     ``max_jacobians``: Jacobian evaluations allowed per point in the polish (after that it takes
-    chord steps with its last one). ``max_rows``: Jacobians are built ``max_rows // N`` points at
-    a time (cache-friendly). During the polish a point that comes within ``tol_unique`` of an
+    chord steps with its last one); default unlimited with closed-form Jacobians, 6 with
+    autodiff ones (each costs ``N`` backward passes). ``lm_damping``: the polish's initial damping,
+    relative to the largest diagonal entry of ``J_r^T J_r`` (small: near-Gauss-Newton steps that
+    converge fast but may travel far along near-neutral directions; larger: shorter, more local
+    steps). ``patience``: accepted polish steps without
+    progress before a point is declared slow. ``max_rows``: autodiff Jacobians are built
+    ``max_rows // N`` points at a time (cache-friendly). During the polish a point that comes within ``tol_unique`` of an
     already converged point stops there as its duplicate.
     """
     step, input_size = _as_step(dynamics)
@@ -525,7 +540,7 @@ def find_fixed_points(
                         ("patience", patience)):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    for name, value in (("adam_lr", adam_lr), ("q_tol", q_tol), ("q_fixed", q_fixed),
+    for name, value in (("adam_lr", adam_lr), ("lm_damping", lm_damping), ("q_tol", q_tol), ("q_fixed", q_fixed),
                         ("tol_unique", tol_unique), ("outlier_scale", outlier_scale)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -592,6 +607,7 @@ def find_fixed_points(
             reached = torch.full((len(h_ok[sl]),), float("nan"), dtype=torch.float64)
             h_p, q_p, g_p, n_jac, absorbed = _lm_polish(dynamics, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
                                                         max_rows, absorb_tol=tol_unique, patience=int(patience),
+                                                        mu_init=lm_damping,
                                                         max_jacobians=max_jacobians,
                                                         clock=(started, q_fixed, reached))
             seed_time[polish[sl]] = reached
@@ -626,7 +642,7 @@ def find_fixed_points(
     vals, right, left = np.zeros((len(kept), 0), complex), np.zeros((len(kept), 0, 0), complex), np.zeros((len(kept), 0, 0), complex)
     timings["total_s"] = time.perf_counter() - started
     params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters,
-                  max_jacobians=max_jacobians, patience=patience, q_tol=q_tol,
+                  lm_damping=lm_damping, max_jacobians=max_jacobians, patience=patience, q_tol=q_tol,
                   q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
                   convention=CONVENTION, **timings)
     result = FixedPoints(
@@ -687,7 +703,7 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
     return out
 
 
-@register_analysis("fixed-points", protocol=RecurrentDynamics, version="1", quick_params={"n_seeds": 32})
+@register_analysis("fixed-points", protocol=RecurrentDynamics, version="2", quick_params={"n_seeds": 32})
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
                           tol_unique: float = 1e-3, seed: int = 0, split: str = "test") -> AnalysisResult:
     """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.
