@@ -264,8 +264,7 @@ def _jacobians(dynamics: Any, h: torch.Tensor, x: torch.Tensor, wrt: int, max_ro
     if callable(closed_form):  # O(N^2) memory per point, like the result: no chunking needed
         with torch.no_grad():
             return closed_form(h, x)
-    else:
-        parts = [_jacobian_chunk(step, h[i:i + chunk], x[i:i + chunk], wrt) for i in range(0, len(h), chunk)]
+    parts = [_jacobian_chunk(step, h[i:i + chunk], x[i:i + chunk], wrt) for i in range(0, len(h), chunk)]
     if not parts:
         return h.new_zeros((0, n, (h if wrt == 0 else x).shape[1]))
     return torch.cat(parts)
@@ -348,10 +347,11 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     unlimited).
 
     A point stops when ``q < q_tol`` (converged); when neither ``q`` nor ``||grad q||`` has
-    fallen by the factor ``progress`` in ``patience`` accepted steps, or the damping passes ``mu_max s``
-    (a *slow point*: a minimum of ``q > 0``, or a zero beyond the local quadratic model, e.g.
-    far along a line attractor's neutral direction); within ``absorb_tol`` of a converged
-    point (a duplicate of it); or after ``iters`` iterations.
+    fallen by the factor ``progress`` in ``patience`` accepted steps, or the damping passes
+    ``mu_max s`` (a *slow point*: a minimum of ``q > 0``, or a zero beyond the local quadratic
+    model, e.g. far along a line attractor's neutral direction); within ``absorb_tol`` of a
+    converged point (a duplicate of it); or after ``iters`` iterations. The linear algebra runs
+    in blocks of 16 MB: the per-point matrices stay allocated, and temporaries stay small.
 
     Returns ``(h, q [S], grad_norm [S], n_jacobians, absorbed [S])``: per-point Jacobian
     evaluations in all, and which points stopped as duplicates. ``clock = (start, q_fixed,
@@ -400,7 +400,8 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     record_reached(torch.arange(len(h)))
     rows = (torch.isfinite(q) & (q >= q_tol)).nonzero().flatten()  # the points still being polished
     refresh(rows)
-    scale = jtj.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)  # damping is relative to this
+    scale = torch.ones_like(q)  # damping is relative to the largest diagonal entry of J_r^T J_r
+    scale[rows] = jtj[rows].diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-12)
     mu = mu_init * scale
     n_eval = torch.zeros(len(h), dtype=torch.long)
     n_eval[rows] = 1
@@ -471,18 +472,15 @@ def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     order = torch.argsort(-vals.abs(), dim=-1, stable=True)
     vals = torch.take_along_dim(vals, order, -1)
     right = torch.take_along_dim(right, order[:, None, :], -1)
-    # L = R^{-1} by LU; a defective Jacobian (e.g. saturated units with repeated eigenvalues) has
-    # an exactly singular eigenbasis, and its left vectors come from the pseudo-inverse instead
-    # (solving with a singular LU would make LAPACK complain and torch raise)
-    lu, pivots, info = torch.linalg.lu_factor_ex(right)
-    left = torch.empty_like(right)
-    regular = info == 0
-    if bool(regular.any()):
-        eye = torch.eye(right.shape[-1], dtype=right.dtype).expand(int(regular.sum()), -1, -1)
-        left[regular] = torch.linalg.lu_solve(lu[regular], pivots[regular], eye)
-    if not bool(regular.all()):
-        left[~regular] = torch.linalg.pinv(right[~regular])
-    vals, right, left = vals.numpy(), right.numpy(), left.numpy()
+    vals, right = vals.numpy(), right.numpy()
+    # L = R^{-1}. NumPy's LAPACK, not torch's: torch 2.13's batched LU on CPU returns invalid
+    # pivots for N >= 256 when it runs on more than one thread. A defective Jacobian (e.g.
+    # saturated units with repeated eigenvalues) has a singular eigenbasis; its left vectors come
+    # from the pseudo-inverse.
+    try:
+        left = np.linalg.inv(right)
+    except np.linalg.LinAlgError:
+        left = np.linalg.pinv(right)
     return vals.astype(np.complex128), right.astype(np.complex128), left.astype(np.complex128)
 
 
@@ -527,10 +525,10 @@ def find_fixed_points(
     autodiff ones (each costs ``N`` backward passes). ``lm_damping``: the polish's initial damping,
     relative to the largest diagonal entry of ``J_r^T J_r`` (small: near-Gauss-Newton steps that
     converge fast but may travel far along near-neutral directions; larger: shorter, more local
-    steps). ``patience``: accepted polish steps without
-    progress before a point is declared slow. ``max_rows``: autodiff Jacobians are built
-    ``max_rows // N`` points at a time (cache-friendly). During the polish a point that comes within ``tol_unique`` of an
-    already converged point stops there as its duplicate.
+    steps). ``patience``: accepted polish steps without progress before a point is declared slow.
+    ``max_rows``: autodiff Jacobians are built ``max_rows // N`` points at a time. During the
+    polish a point that comes within ``tol_unique`` of an already converged point stops there as
+    its duplicate.
     """
     step, input_size = _as_step(dynamics)
     started = time.perf_counter()
@@ -705,18 +703,25 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
 
 @register_analysis("fixed-points", protocol=RecurrentDynamics, version="2", quick_params={"n_seeds": 32})
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
-                          tol_unique: float = 1e-3, seed: int = 0, split: str = "test") -> AnalysisResult:
+                          q_tol: float = 1e-9, lm_damping: float = 1e-3, tol_unique: float = 1e-3, seed: int = 0,
+                          split: str = "test") -> AnalysisResult:
     """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.
 
-    For state sizes above 1024 (e.g. a 4096-unit path-integration RNN) the second-order polish
-    and the spectra are skipped and at most 256 seeds are used (Adam phase only). Summary: seeds per status, unique points with ``q < q_keep``, the median over points of the
-    top three ``|lambda|`` and the top mode's time constant (steps), the fraction of stable points.
+    The defaults follow Maheswaranathan et al. (2019): points with ``q < q_keep = 1e-8`` count,
+    and the polish stops at ``q < q_tol = 1e-9`` with damped, local steps, so that points on an
+    approximate line attractor stay spread along it instead of sliding onto its few exact zeros
+    (``q_tol=1e-12, lm_damping=1e-6`` finds those). For state sizes above 1024 (e.g. a
+    4096-unit path-integration RNN) the second-order polish and the spectra are skipped and at
+    most 256 seeds are used (Adam phase only). Summary: seeds per status, unique points with
+    ``q < q_keep``, the median over points of the top three ``|lambda|`` and the top mode's time
+    constant (steps), the fraction of stable points.
     """
     big = model.state_size > 1024
     if big:  # an N x N Jacobian per point (and its O(N^3) solve) is out of reach: Adam only, no spectra
         n_seeds = min(n_seeds, 256)
     seeds = visited_seeds(model, task, n_seeds, noise=noise, split=split, seed=seed)
-    fp = find_fixed_points(model, seeds, q_keep=None if big else q_keep, tol_unique=tol_unique,
+    fp = find_fixed_points(model, seeds, q_keep=None if big else q_keep, tol_unique=tol_unique, q_tol=q_tol,
+                           lm_damping=lm_damping,
                            lm_iters=0 if big else 40, compute_jacobians=not big)
     summary: dict[str, Any] = {"convention": CONVENTION, "n_seeds": n_seeds, "n_unique": fp.n_unique,
                                "method": "adam only (N > 1024)" if big else "adam + levenberg-marquardt",

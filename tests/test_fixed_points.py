@@ -75,6 +75,18 @@ def test_2d_system_with_saddle():
     assert fp.time_constants[order[1], 0] < 0  # the saddle's unstable mode grows
 
 
+def test_polish_across_several_linear_algebra_blocks():
+    """N = 300 puts 46 points in a block: 120 seeds span three blocks, every one must converge
+    (each seed's own q below q_tol, found by the polish rather than merged away)."""
+    a, b, f = _affine(300)
+    seeds = torch.randn(120, 300, dtype=F64, generator=torch.Generator().manual_seed(2))
+    fp = find_fixed_points(f, seeds, torch.zeros(300, dtype=F64), adam_iters=0, merge_before_polish=False,
+                           tol_unique=1e-12, compute_jacobians=False)
+    h_star = torch.linalg.solve(torch.eye(300, dtype=F64) - a, b).numpy()
+    assert (fp.seed_q < 1e-12).all()
+    assert np.abs(fp.final_states - h_star).max() < 1e-6
+
+
 def test_slow_point_is_reported_not_hidden():
     """x' = x + dt (x^2 + c), c > 0: no fixed point; a ghost (slow point) at x = 0 with q = (dt c)^2."""
     dt, c = 0.1, 0.01
@@ -346,3 +358,20 @@ def test_decompose_survives_a_defective_jacobian():
     np.testing.assert_allclose(np.abs(vals[1]), [0.5, 0.2])
     assert np.isfinite(left).all()
     np.testing.assert_allclose(left[1] @ right[1], np.eye(2), atol=1e-12)
+
+
+def test_decompose_is_right_on_two_threads():
+    """Regression: torch 2.13's batched CPU LU returns invalid pivots for N >= 256 on several
+    threads; the left eigenvectors must still satisfy L R = I there."""
+    from analysis.fixed_points import decompose
+
+    jac = np.random.default_rng(0).standard_normal((4, 256, 256)) / 16
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vals, right, left = decompose(jac)
+    finally:
+        torch.set_num_threads(threads)
+    for k in range(len(jac)):
+        np.testing.assert_allclose(left[k] @ right[k], np.eye(256), atol=1e-9)
+        np.testing.assert_allclose(left[k] @ jac[k] @ right[k], np.diag(vals[k]), atol=1e-9)
