@@ -1,4 +1,5 @@
-"""Closed-form Jacobians of the recurrent cells in the zoo (vanilla tanh/ReLU, GRU, UGRNN, LSTM).
+"""Closed-form Jacobians of the recurrent cells in the zoo (vanilla tanh/ReLU, GRU, UGRNN, LSTM),
+and the GRU update that two model families share.
 
 Every cell here is an elementwise function of a few affine "gate" pre-activations
 ``a_k = W_k x + U_k h + b_k``, so its Jacobians are sums of row-scaled weight matrices,
