@@ -703,14 +703,16 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
 
 @register_analysis("fixed-points", protocol=RecurrentDynamics, version="2", quick_params={"n_seeds": 32})
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
-                          q_tol: float = 1e-9, lm_damping: float = 1e-3, tol_unique: float = 1e-3, seed: int = 0,
+                          q_tol: float = 1e-12, lm_damping: float = 1e-6, tol_unique: float = 1e-3, seed: int = 0,
                           split: str = "test") -> AnalysisResult:
     """Fixed points at zero input from visited states: counts, q, and the spectra's top modes.
 
-    The defaults follow Maheswaranathan et al. (2019): points with ``q < q_keep = 1e-8`` count,
-    and the polish stops at ``q < q_tol = 1e-9`` with damped, local steps, so that points on an
-    approximate line attractor stay spread along it instead of sliding onto its few exact zeros
-    (``q_tol=1e-12, lm_damping=1e-6`` finds those). For state sizes above 1024 (e.g. a
+    Points with ``q < q_keep = 1e-8`` are kept (Maheswaranathan et al. 2019). By default the
+    polish converges to exact zeros (``q < q_tol = 1e-12``), which on a discrete attractor (the
+    flip-flop's 8 words) gives each point once. On an approximate line attractor the exact zeros
+    are few; ``q_tol=1e-9, lm_damping=1e-3`` (damped, local steps; what the ``line-attractors``
+    report uses) stops points where they reach the slow valley and maps the line instead.
+    For state sizes above 1024 (e.g. a
     4096-unit path-integration RNN) the second-order polish and the spectra are skipped and at
     most 256 seeds are used (Adam phase only). Summary: seeds per status, unique points with
     ``q < q_keep``, the median over points of the top three ``|lambda|`` and the top mode's time
