@@ -197,6 +197,8 @@ def _as_step(dynamics: Any) -> tuple[StepFn, int | None]:
 
 
 def _dtype_of(dynamics: Any, default: torch.dtype) -> torch.dtype:
+    """The floating dtype of a model's parameters (also for a bound method such as ``model.step``)."""
+    dynamics = getattr(dynamics, "__self__", dynamics)
     if isinstance(dynamics, torch.nn.Module):
         for p in dynamics.parameters():
             if p.is_floating_point():
@@ -362,7 +364,7 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     n = h.shape[1]
     h = h.clone()
     budget = iters + 1 if max_jacobians is None else max_jacobians
-    block = max(1, (1 << 22) // (n * n))  # points per linear-algebra block (16 MB in float32)
+    block = max(1, (1 << 22) // (n * n))  # points per linear-algebra block (16 MB of float32)
     r, q, grad = _residual_and_grad(step, h, x)  # grad: ||grad q||, kept exact at each point's h
     absorbed = torch.zeros(len(h), dtype=torch.bool)
     jac = h.new_empty(len(h), n, n)  # per point: J_r, and J_r^T J_r (allocated once, filled by block)
@@ -405,6 +407,7 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     mu = mu_init * scale
     n_eval = torch.zeros(len(h), dtype=torch.long)
     n_eval[rows] = 1
+    fresh = torch.ones(len(h), dtype=torch.bool)  # the Jacobian was evaluated at the current h
     q_ref, g_ref = q.clone(), grad.clone()  # for the stall rule
     since = torch.zeros(len(h), dtype=torch.long)
     converged = q < q_tol
@@ -421,11 +424,14 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
         h[acc], r[acc], q[acc], grad[acc] = h_new[accept], r_new[accept], q_new[accept], g_new[accept]
         record_reached(acc)
         mu[rows] = torch.where(accept, mu[rows] / mu_down, mu[rows] * mu_up).clamp_min(1e-15 * scale[rows])
-        # refresh the Jacobian after a poor step or a failure (a chord step that fails is retried fresh)
-        poor = ~accept | (q_new > chord * q_old)
-        todo = rows[poor & (n_eval[rows] < budget)]
+        # refresh the Jacobian after a poor accepted step (not once converged), and after a failed
+        # step taken with a stale one (a failed step with a fresh Jacobian only raises the damping)
+        poor = accept & (q_new >= q_tol) & (q_new > chord * q_old)
+        todo = rows[(poor | (~accept & ~fresh[rows])) & (n_eval[rows] < budget)]
+        fresh[acc] = False
         refresh(todo)
         n_eval[todo] += 1
+        fresh[todo] = True
         # the stall rule: ``patience`` accepted steps in which neither q nor its gradient fell by
         # the factor ``progress`` (a rejected step only says the step was too long: the damping
         # grows and it retries); the gradient keeps a point homing in on a slow point's minimum
@@ -467,7 +473,6 @@ def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if len(jacobians) == 0:
         k, n = jacobians.shape[:2] if jacobians.ndim == 3 else (0, 0)
         return (np.zeros((0, n), complex), np.zeros((0, n, n), complex), np.zeros((0, n, n), complex))
-    # torch's LAPACK respects torch.set_num_threads (numpy's OpenBLAS may oversubscribe the CPU)
     vals, right = torch.linalg.eig(torch.as_tensor(jacobians, dtype=torch.float64))
     order = torch.argsort(-vals.abs(), dim=-1, stable=True)
     vals = torch.take_along_dim(vals, order, -1)
@@ -534,10 +539,10 @@ def find_fixed_points(
     started = time.perf_counter()
     if max_jacobians is None:  # closed-form Jacobians are cheap; autodiff ones cost N backward passes
         max_jacobians = lm_iters + 1 if has_closed_form_jacobian(dynamics) else 6
-    for name, value in (("adam_iters", adam_iters), ("lm_iters", lm_iters), ("max_jacobians", max_jacobians),
-                        ("patience", patience)):
-        if int(value) != value or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    for name, value, least in (("adam_iters", adam_iters, 0), ("lm_iters", lm_iters, 0),
+                               ("max_jacobians", max_jacobians, 1), ("patience", patience, 1)):
+        if int(value) != value or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     for name, value in (("adam_lr", adam_lr), ("lm_damping", lm_damping), ("q_tol", q_tol), ("q_fixed", q_fixed),
                         ("tol_unique", tol_unique), ("outlier_scale", outlier_scale)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -594,7 +599,7 @@ def find_fixed_points(
             final[polish[dup]], seed_q[polish[dup]] = h_ok[dup], q_adam[dup]
             polish, h_ok = polish[reps], h_ok[reps]
         t0 = time.perf_counter()
-        chunk = max(1, (1 << 26) // (n * n))  # bounds the [chunk, N, N] Jacobian stack (256 MB in float32)
+        chunk = max(1, (1 << 26) // (n * n))  # bounds the two [chunk, N, N] stacks (J_r, J_r^T J_r: 512 MB of float32)
         timings["lm_jacobian_evaluations"] = 0
         if lm_iters == 0 and len(polish):  # first-order only: report q and |grad q| where Adam stopped
             final[polish], seed_q[polish], seed_grad[polish] = h_ok, *_speed_and_grad(step, h_ok, x[polish])

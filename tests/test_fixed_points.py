@@ -149,6 +149,8 @@ def test_bad_inputs_raise_clear_errors():
         find_fixed_points(f, torch.zeros(2, 3, dtype=F64), torch.zeros(3, 3, dtype=F64))
     with pytest.raises(ValueError, match="NaN"):
         find_fixed_points(f, torch.zeros(2, 3, dtype=F64), torch.full((3,), float("nan"), dtype=F64))
+    with pytest.raises(ValueError, match="patience must be an integer >= 1"):
+        find_fixed_points(f, torch.zeros(2, 3, dtype=F64), x0, patience=0)
     with pytest.raises(ValueError, match="q_tol"):
         find_fixed_points(f, torch.zeros(2, 3, dtype=F64), x0, q_tol=-1.0)
     with pytest.raises(ValueError, match="give `inputs`"):
@@ -320,6 +322,16 @@ def test_closed_form_jacobians_match_autodiff(name):
     torch.testing.assert_close(got_h, expect_h, rtol=0, atol=1e-12)
     torch.testing.assert_close(got_x, expect_x, rtol=0, atol=1e-12)
     assert torch.equal(state_jacobians(model, h, x), got_h.detach())  # the finder asks the model
+
+
+def test_closed_form_jacobian_of_a_tanh_grid_rnn():
+    """The grid RNN's tanh variant (no shipped entry) against autodiff."""
+    from zoo.models.grid_rnn import GridRNN
+
+    model = GridRNN(hidden_size=12, n_place_cells=5, activation="tanh").double()
+    h, x = torch.randn(4, 12, dtype=F64), torch.randn(4, 2, dtype=F64)
+    torch.testing.assert_close(model.state_jacobian(h, x), state_jacobians(model.step, h, x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(model.input_jacobian(h, x), input_jacobians(model.step, h, x), rtol=0, atol=1e-12)
 
 
 def test_first_order_only_mode_reports_q_and_gradient():
