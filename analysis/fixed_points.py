@@ -626,13 +626,14 @@ def find_fixed_points(
     final_np, q_np = final.numpy().astype(np.float64), seed_q.numpy().astype(np.float64)
     live = status == _SLOW
     status[live & (q_np < q_fixed)] = _FIXED
-    # Outliers: far from the cloud of seeds (in units of the seeds' median radius).
+    # Outliers: far from the cloud of seeds (in units of the seeds' median radius; a single seed,
+    # or identical ones, make no cloud and no outliers).
     seeds_np = seeds[finite_seed].numpy().astype(np.float64)
     if len(seeds_np):
         centre = seeds_np.mean(0)
-        radius = max(float(np.median(np.linalg.norm(seeds_np - centre, axis=1))), 1e-12)
+        radius = float(np.median(np.linalg.norm(seeds_np - centre, axis=1)))
         far = np.linalg.norm(np.nan_to_num(final_np) - centre, axis=1) > outlier_scale * radius
-        status[live & far] = _OUTLIER
+        status[live & far & (radius > 0)] = _OUTLIER
     candidates = np.flatnonzero(np.isin(status, (_FIXED, _SLOW)))
     if q_keep is not None:
         candidates = candidates[q_np[candidates] < q_keep]

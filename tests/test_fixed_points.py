@@ -87,6 +87,14 @@ def test_polish_across_several_linear_algebra_blocks():
     assert np.abs(fp.final_states - h_star).max() < 1e-6
 
 
+def test_a_single_seed_is_not_an_outlier():
+    """One seed (or identical seeds) has a zero seed radius: no outlier rule applies."""
+    a, b, f = _affine(4)
+    for seeds in (torch.randn(1, 4, dtype=F64), torch.ones(3, 4, dtype=F64)):
+        fp = find_fixed_points(f, seeds, torch.zeros(4, dtype=F64))
+        assert fp.status_counts()["outlier"] == 0 and fp.n_unique == 1 and fp.q[0] < 1e-12
+
+
 def test_slow_point_is_reported_not_hidden():
     """x' = x + dt (x^2 + c), c > 0: no fixed point; a ghost (slow point) at x = 0 with q = (dt c)^2."""
     dt, c = 0.1, 0.01
