@@ -220,11 +220,6 @@ def _speed(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return _residual(step, h, x).pow(2).mean(-1)
 
 
-def _speed_and_grad(step: StepFn, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(q [B], ||grad q|| [B])`` by one backward pass."""
-    return _residual_and_grad(step, h, x)[1:]
-
-
 def _residual_and_grad(step: StepFn, h: torch.Tensor, x: torch.Tensor,
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(r = F(h, x) - h [B, N], q [B], ||grad q|| [B])``, the gradient by one backward pass."""
@@ -410,7 +405,6 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     fresh = torch.ones(len(h), dtype=torch.bool)  # the Jacobian was evaluated at the current h
     q_ref, g_ref = q.clone(), grad.clone()  # for the stall rule
     since = torch.zeros(len(h), dtype=torch.long)
-    converged = q < q_tol
 
     for _ in range(iters):
         if len(rows) == 0:
@@ -440,8 +434,8 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
         g_ref[rows] = torch.where(g_better, grad[rows], g_ref[rows])
         since[rows] = torch.where(q_better | g_better, 0, since[rows] + accept.long())
         done = q[rows] < q_tol
-        converged[rows[done]] = True
         keep = ~done & (since[rows] < patience) & (mu[rows] < mu_max * scale[rows])
+        converged = q < q_tol  # q only falls, so a converged point stays converged
         if absorb_tol is not None and bool(converged.any()):  # creeping towards a converged point
             near = torch.cdist(h[rows], h[converged]).amin(-1) < absorb_tol
             absorbed[rows[keep & near]] = True
@@ -602,7 +596,7 @@ def find_fixed_points(
         chunk = max(1, (1 << 26) // (n * n))  # bounds the two [chunk, N, N] stacks (J_r, J_r^T J_r: 512 MB of float32)
         timings["lm_jacobian_evaluations"] = 0
         if lm_iters == 0 and len(polish):  # first-order only: report q and |grad q| where Adam stopped
-            final[polish], seed_q[polish], seed_grad[polish] = h_ok, *_speed_and_grad(step, h_ok, x[polish])
+            final[polish], seed_q[polish], seed_grad[polish] = h_ok, *_residual_and_grad(step, h_ok, x[polish])[1:]
             chunk = len(polish)  # nothing left for the loop below
             polish = polish[:0]
         for start in range(0, len(polish), chunk):

@@ -6,8 +6,7 @@ import h5py
 import pytest
 import torch
 
-from analysis import registry
-from analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis
+from analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis, registry
 from analysis.bench import bench
 from zoo.cli import main
 
