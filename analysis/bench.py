@@ -130,9 +130,13 @@ def format_value(value: Any) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with one column per key; ``|`` inside a cell (e.g. a norm) is escaped."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
     columns = _columns(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(format_value(r.get(c)) for c in columns) + " |" for r in rows]
+    lines = ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(format_value(r.get(c))) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

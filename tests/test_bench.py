@@ -73,3 +73,12 @@ def test_analysis_parameter_and_protocol_errors():
 def test_params_go_to_the_analyses_that_take_them(tmp_path):
     with pytest.raises(TypeError, match="no analysis among unit-test-depth takes depth"):
         bench(["unit-test-depth"], pattern="random-net/tanh", params={"depth": 3}, out_dir=tmp_path, progress=False)
+
+
+def test_markdown_table_escapes_pipes_in_cells():
+    from analysis.bench import markdown_table
+
+    table = markdown_table([{"entry": "a", "convention": "q = ||F(h) - h||^2", "x": 0.5}])
+    header, rule, row = table.splitlines()
+    assert row == "| a | q = \\|\\|F(h) - h\\|\\|^2 | 0.5 |"
+    assert row.replace("\\|", "").count("|") == header.count("|") == 4
