@@ -7,7 +7,7 @@ last 5 values, x1/0.95 after 5 monotone decreases, at most one change per 5 step
 adaptive gradient-norm clipping (95th percentile of the last 128 norms), and their stopping
 rule: mean q < tol_q = 1e-12 (their 0.5-sum convention), |dq| < 1e-20, or 5000 iterations.
 
-Ours: :func:`analysis.fixed_points.find_fixed_points` with its defaults (a short per-point Adam
+Ours: :func:`zoo.analysis.fixed_points.find_fixed_points` with its defaults (a short per-point Adam
 phase, then batched Levenberg-Marquardt), linearisation switched off so both sides time only the
 search. It runs twice: with the model's closed-form Jacobians (``state_jacobian``, the default
 for every recurrent entry of the zoo) and with autodiff Jacobians (``vmap(jacrev)`` of ``step``,
@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.fixed_points import _unique, find_fixed_points, visited_seeds  # noqa: E402
+from zoo.analysis.fixed_points import _unique, find_fixed_points, visited_seeds  # noqa: E402
 
 Q_TARGET = 1e-10
 

@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.path_integration import PathIntegration  # noqa: E402
+from zoo.tasks.path_integration import PathIntegration  # noqa: E402
 from zoo.models.grid_rnn import GridRNN  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 The baseline is DeepMind's scorer written plainly, one unit at a time: the autocorrelogram by
 six direct 2-D convolutions, ``scipy.ndimage.rotate`` for each of seven angles, and a loop over
-the ten ring masks. The vectorised :func:`analysis.gridness.grid_scores` scores all units with
+the ten ring masks. The vectorised :func:`zoo.analysis.gridness.grid_scores` scores all units with
 FFTs, one sparse rotation operator and matrix products. The two must agree to 1e-6 (checked
 here as well as in the tests). Target: at least 20 times faster.
 
@@ -31,7 +31,7 @@ from scipy import ndimage, signal  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.gridness import grid_scores  # noqa: E402
+from zoo.analysis.gridness import grid_scores  # noqa: E402
 
 
 def _sac(m: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Benchmark: the vectorised mean-field phase diagram against a plain loop of scipy.integrate.quad.
 
 The phase diagram (tanh; q*, chi_1, chi_2, c*, chi_c, xi_q, xi_c and the chi_1 = 1 boundary) is
-computed on a GRID x GRID grid of (sigma_w^2, sigma_b^2) by :func:`analysis.mean_field.phase_diagram`.
+computed on a GRID x GRID grid of (sigma_w^2, sigma_b^2) by :func:`zoo.analysis.mean_field.phase_diagram`.
 The baseline solves each grid point on its own with scipy: ``brentq`` on the length map with
 ``quad`` inside for q*, ``quad`` for chi_1 and chi_2, and ``brentq`` on the correlation map with
 nested ``quad`` for c* (chaotic points). It runs on a random subset of points and its time is
@@ -24,7 +24,7 @@ from scipy import integrate, optimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import mean_field as mf  # noqa: E402
+from zoo.analysis import mean_field as mf  # noqa: E402
 
 PDF = 1.0 / math.sqrt(2.0 * math.pi)
 OPTS = dict(epsabs=1e-13, epsrel=1e-12, limit=200)

@@ -1,7 +1,7 @@
 """Benchmark: exact curve propagation by nested forward-mode AD against finite differences.
 
 A great circle (radius sqrt(N q*), as h^1) goes through a random tanh network (width 1000,
-sigma_w = 4, sigma_b = 0.3: chaotic). ``jvp``: :func:`analysis.manifold_propagation.propagate`
+sigma_w = 4, sigma_b = 0.3: chaotic). ``jvp``: :func:`zoo.analysis.manifold_propagation.propagate`
 (one nested ``torch.func.jvp`` per layer gives h, dh/dtheta and d^2h/dtheta^2 exactly).
 ``fd``: the same network run plainly at theta - d, theta, theta + d, with central differences for
 the velocity and acceleration. Reports the time of each and, per step d, the error of the
@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zoo  # noqa: E402
-from analysis import manifold_propagation as mp  # noqa: E402
+from zoo.analysis import manifold_propagation as mp  # noqa: E402
 
 
 def _fd_jets(maps, curve, theta: torch.Tensor, d: float):

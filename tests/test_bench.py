@@ -6,8 +6,8 @@ import h5py
 import pytest
 import torch
 
-from analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis, registry
-from analysis.bench import bench
+from zoo.analysis import AnalysisResult, LayeredMap, get_analysis, list_analyses, register_analysis, registry
+from zoo.analysis.bench import bench
 from zoo.cli import main
 
 CALLS = []
@@ -76,7 +76,7 @@ def test_params_go_to_the_analyses_that_take_them(tmp_path):
 
 
 def test_markdown_table_escapes_pipes_in_cells():
-    from analysis.bench import markdown_table
+    from zoo.analysis.bench import markdown_table
 
     table = markdown_table([{"entry": "a", "convention": "q = ||F(h) - h||^2", "x": 0.5}])
     header, rule, row = table.splitlines()

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import zoo
-from analysis import get_analysis
-from analysis import manifold_propagation as mp
-from analysis import mean_field as mf
+from zoo.analysis import get_analysis
+from zoo.analysis import manifold_propagation as mp
+from zoo.analysis import mean_field as mf
 
 F64 = torch.float64
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import zoo
-from analysis.fixed_points import (STATUS, FixedPoints, find_fixed_points, has_closed_form_jacobian,
+from zoo.analysis.fixed_points import (STATUS, FixedPoints, find_fixed_points, has_closed_form_jacobian,
                                      input_jacobians, state_jacobians)
-from analysis.line_attractor import (cosine, eigenvector_alignment, fit_line, local_tangents,
+from zoo.analysis.line_attractor import (cosine, eigenvector_alignment, fit_line, local_tangents,
                                      principal_components, ranked_words, readout_direction, word_pushes)
-from analysis.linearization import LinearisedSystem, jacobians_at, linearised_rollout, one_step_error
+from zoo.analysis.linearization import LinearisedSystem, jacobians_at, linearised_rollout, one_step_error
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -263,8 +263,8 @@ def test_flip_flop_step_matches_forward(flip_flop):
 
 
 def test_flip_flop_has_eight_stable_fixed_points(flip_flop):
-    from analysis import get_analysis
-    from analysis.fixed_points import visited_seeds
+    from zoo.analysis import get_analysis
+    from zoo.analysis.fixed_points import visited_seeds
 
     model, task = flip_flop
     seeds = visited_seeds(model, task, 256, noise=0.05, batch_size=16, max_batches=2)
@@ -284,7 +284,7 @@ def test_flip_flop_has_eight_stable_fixed_points(flip_flop):
 
 
 def test_flip_flop_task_targets_hold_last_pulse():
-    from tasks import get_task
+    from zoo.tasks import get_task
 
     task = get_task("flip-flop", seed=0, n_time=30)
     inputs, targets = task.make_trials(8, torch.Generator().manual_seed(0))
@@ -356,7 +356,7 @@ def test_first_order_only_mode_reports_q_and_gradient():
 
 
 def test_linearise_on_demand():
-    from analysis.fixed_points import linearise
+    from zoo.analysis.fixed_points import linearise
 
     a, b, f = _affine(5)
     fp = find_fixed_points(f, torch.randn(4, 5, dtype=F64), torch.zeros(5, dtype=F64), compute_jacobians=False)
@@ -370,7 +370,7 @@ def test_linearise_on_demand():
 
 def test_decompose_survives_a_defective_jacobian():
     """A Jordan block has one eigenvector: its eigenbasis is singular, left vectors fall back to pinv."""
-    from analysis.fixed_points import decompose
+    from zoo.analysis.fixed_points import decompose
 
     jordan = np.array([[[0.9, 1.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.2]]])
     vals, right, left = decompose(jordan)
@@ -383,7 +383,7 @@ def test_decompose_survives_a_defective_jacobian():
 def test_decompose_is_right_on_two_threads():
     """Regression: torch 2.13's batched CPU LU returns invalid pivots for N >= 256 on several
     threads; the left eigenvectors must still satisfy L R = I there."""
-    from analysis.fixed_points import decompose
+    from zoo.analysis.fixed_points import decompose
 
     jac = np.random.default_rng(0).standard_normal((4, 256, 256)) / 16
     threads = torch.get_num_threads()

@@ -15,9 +15,9 @@ import pytest
 import torch
 from scipy import ndimage, signal
 
-from analysis import gridness as G
-from analysis import pattern_formation as PF
-from analysis import spatial_spectra as SS
+from zoo.analysis import gridness as G
+from zoo.analysis import pattern_formation as PF
+from zoo.analysis import spatial_spectra as SS
 
 N_BINS = 20
 BOX = 2.2
@@ -224,7 +224,7 @@ def test_analytic_ring_radius_and_spacing():
 
 
 def test_empirical_ring_matches_k_star_within_lattice_spacing():
-    from tasks.path_integration import PlaceCells
+    from zoo.tasks.path_integration import PlaceCells
 
     ring = PF.empirical_ring(PlaceCells(periodic=True), n=44)
     assert abs(ring["k_empirical"] - ring["k_star"]) <= ring["lattice_spacing"]
@@ -233,7 +233,7 @@ def test_empirical_ring_matches_k_star_within_lattice_spacing():
 
 
 def test_relu_beats_tanh_in_pattern_formation():
-    from tasks.path_integration import PlaceCells
+    from zoo.tasks.path_integration import PlaceCells
 
     spec = PF.covariance_spectrum(PlaceCells(periodic=True), n=44)
     relu = G.grid_scores(PF.simulate(spec["spectrum"], n_maps=8, steps=300, nonlinearity="relu"))["score_60"]
@@ -281,8 +281,8 @@ def test_all_nan_map_scores_zero_not_nan():
 
 
 def test_analyses_registered_with_spatialmaps_protocol():
-    from analysis.protocols import SpatialMaps
-    from analysis.registry import get_analysis
+    from zoo.analysis.protocols import SpatialMaps
+    from zoo.analysis.registry import get_analysis
 
     for name in ("gridness", "spectrum"):
         a = get_analysis(name)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import integrate, optimize, stats
 
-from analysis import mean_field as mf
+from zoo.analysis import mean_field as mf
 
 F64 = torch.float64
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.protocols import RecurrentDynamics, SpatialMaps
-from tasks import get_task
-from tasks.path_integration import PathIntegration, PlaceCells
+from zoo.analysis.protocols import RecurrentDynamics, SpatialMaps
+from zoo.tasks import get_task
+from zoo.tasks.path_integration import PathIntegration, PlaceCells
 from zoo.models.grid_rnn import GridRNN
 
 

@@ -87,7 +87,7 @@ def test_card_of_entry_without_weights(ckpt_dir):
 
 
 def test_task_lookup():
-    import tasks
+    from zoo import tasks
 
     assert zoo.task("random-net/tanh").name == "random-net"
     with pytest.raises(KeyError, match="unknown task"):

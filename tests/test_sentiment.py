@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import zoo
-from analysis.protocols import RecurrentDynamics
-from tasks import get_task
-from tasks import sentiment as S
+from zoo.analysis.protocols import RecurrentDynamics
+from zoo.tasks import get_task
+from zoo.tasks import sentiment as S
 from zoo.models.sentiment_rnn import SentimentBoW, SentimentRNN
 
 CELLS = ("vanilla", "gru", "lstm", "ugrnn")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from analysis import get_analysis, list_analyses
+from zoo.analysis import get_analysis, list_analyses
 from zoo.report import list_sections, run_sections
 
 

@@ -3,9 +3,9 @@
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import tasks
+from zoo import tasks
 import zoo
-from tasks.base import EpochShuffle, Task
+from zoo.tasks.base import EpochShuffle, Task
 
 
 class ToyRegression(Task):

@@ -47,9 +47,10 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_dir() -> Path:
-    """The folder of shipped checkpoints: ``$ZOO_CHECKPOINT_DIR`` or ``<repo>/checkpoints``."""
+    """The folder of shipped checkpoints: ``$ZOO_CHECKPOINT_DIR``, else ``zoo/checkpoints`` (package data,
+    so the shipped weights travel with an installed wheel as well as with a clone)."""
     env = os.environ.get("ZOO_CHECKPOINT_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(env) if env else Path(__file__).resolve().parent / "checkpoints"
 
 
 def file_name(entry_name: str) -> str:

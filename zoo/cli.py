@@ -38,7 +38,7 @@ def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     """Aligned plain-text table of ``rows`` (dicts) with a header line."""
-    from analysis.bench import format_value
+    from zoo.analysis.bench import format_value
 
     if not rows:
         return "(nothing)"
@@ -110,7 +110,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from analysis.bench import run_analysis_on
+    from zoo.analysis.bench import run_analysis_on
 
     result = run_analysis_on(args.name, args.analysis, _pairs(args.param, "--param"))
     document = {"name": args.name, "analysis": args.analysis, "summary": result.summary}
@@ -119,8 +119,8 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from analysis import list_analyses
-    from analysis.bench import bench
+    from zoo.analysis import list_analyses
+    from zoo.analysis.bench import bench
 
     names = args.analyses or list_analyses()
     if not names:

@@ -121,7 +121,7 @@ def get_entry(name: str) -> Entry:
 
 def task(name: str, **task_overrides: Any):
     """The task object of entry ``name`` (``zoo.task("random-net/tanh")``)."""
-    from tasks import get_task
+    from zoo.tasks import get_task
 
     entry = get_entry(name)
     return get_task(entry.task, **{**entry.task_kwargs, **task_overrides})

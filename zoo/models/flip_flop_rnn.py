@@ -8,7 +8,7 @@ GRU update (PyTorch's convention), on the state ``h [B, N]`` and input ``x [B, n
     h' = (1 - z) * n + z * h                       output  y = W_out h' + b_out
 
 ``forward`` runs exactly :meth:`FlipFlopGRU.step` over time, so the
-:class:`~analysis.protocols.RecurrentDynamics` view and the trained network are the same map.
+:class:`~zoo.analysis.protocols.RecurrentDynamics` view and the trained network are the same map.
 A trained network has 8 stable fixed points (one per stored 3-bit word) at zero input.
 """
 

@@ -9,9 +9,9 @@ Shapes: velocity ``v [B, T, 2]`` (m per step), initial place-cell code ``p [B, N
 ``g [B, T, N]``, logits ``[B, T, Np]``. Weight decay applies to ``W_hh`` only
 (:meth:`GridRNN.optimizer_param_groups`).
 
-Provides :class:`~analysis.protocols.RecurrentDynamics` (state ``g``, input ``v``; ``step``
-reproduces ``forward`` exactly) and :class:`~analysis.protocols.SpatialMaps` (ratemaps of every
-unit from fresh trajectories, binned by :func:`analysis.gridness.ratemaps`).
+Provides :class:`~zoo.analysis.protocols.RecurrentDynamics` (state ``g``, input ``v``; ``step``
+reproduces ``forward`` exactly) and :class:`~zoo.analysis.protocols.SpatialMaps` (ratemaps of every
+unit from fresh trajectories, binned by :func:`zoo.analysis.gridness.ratemaps`).
 """
 
 from __future__ import annotations
@@ -130,11 +130,11 @@ class GridRNN(nn.Module):
         """Ratemaps ``[N, bins, bins]`` of every unit (mean activity per position bin, rows = y,
         columns = x) from ``n_positions`` positions of fresh trajectories of ``task`` (default: the
         path-integration task with its default options)."""
-        from analysis.gridness import ratemaps
-        from analysis.protocols import MapStack
+        from zoo.analysis.gridness import ratemaps
+        from zoo.analysis.protocols import MapStack
 
         if task is None:
-            from tasks import get_task
+            from zoo.tasks import get_task
 
             task = get_task("path-integration", n_place_cells=self.n_place_cells)
         if n_positions < 1 or bins < 2:

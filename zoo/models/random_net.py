@@ -5,7 +5,7 @@
 
 The seed is the checkpoint: every parameter is drawn from ``torch.Generator().manual_seed(seed)``
 in a fixed order, so the same name, config and seed give bit-identical weights.
-Provides the :class:`~analysis.protocols.LayeredMap` protocol (maps between pre-activations).
+Provides the :class:`~zoo.analysis.protocols.LayeredMap` protocol (maps between pre-activations).
 """
 
 from __future__ import annotations

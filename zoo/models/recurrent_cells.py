@@ -10,7 +10,7 @@ with per-unit coefficients ``c_k [B, N]`` and diagonal ``d [B, N]`` from the for
 costs O(N^2) per point, against O(N^3) for ``N`` reverse-mode passes of autodiff
 (``torch.func.vmap(jacrev)``), which is what makes second-order fixed-point search affordable.
 The models call these from their ``state_jacobian`` / ``input_jacobian`` methods (optional parts
-of :class:`~analysis.protocols.RecurrentDynamics`); the zoo-wide tests check each one against
+of :class:`~zoo.analysis.protocols.RecurrentDynamics`); the zoo-wide tests check each one against
 autodiff.
 
 Weights follow PyTorch's layout: gate blocks stacked along rows, ``W [k*H, I]``, ``U [k*H, H]``,

@@ -18,7 +18,7 @@ token (padding never enters the state, so batching does not change results):
            (``b`` initialised so the gate starts open towards memory, i.e. the +1 is a bias init)
 
 ``s`` is the logistic sigmoid. Each recurrent model provides
-:class:`analysis.protocols.RecurrentDynamics` on flat states ``[B, N]``: ``step(h, x)``
+:class:`zoo.analysis.protocols.RecurrentDynamics` on flat states ``[B, N]``: ``step(h, x)``
 reproduces the forward pass to float precision, ``visited_states``, ``initial_state``,
 ``embed``, ``readout_weights`` [C, N] / ``readout_bias`` [C] (zeros on an LSTM's ``c`` half),
 ``vocab`` and ``encode``. The bag of words, ``z = W_out mean_t(x_t) + b_out``, is not recurrent.
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from tasks.sentiment import PAD_ID, encode_texts, tokenize, truncate as _truncate, UNK_ID
+from zoo.tasks.sentiment import PAD_ID, encode_texts, tokenize, truncate as _truncate, UNK_ID
 
 from ..registry import register
 from . import recurrent_cells as cells

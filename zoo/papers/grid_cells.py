@@ -2,7 +2,7 @@
 integration through the lens of pattern formation.
 
 From the shipped ``path-integration/rnn-relu`` network (ratemaps of every hidden unit from fresh
-trajectories) and from the theory code in :mod:`analysis.pattern_formation`, beside PAPERS.md:
+trajectories) and from the theory code in :mod:`zoo.analysis.pattern_formation`, beside PAPERS.md:
 
 * the ring radius k* of the DoG place-cell spectrum, analytic (9.81 rad/m) and from the task's
   512 place cells on a torus; the predicted grid spacing 4 pi / (sqrt 3 k*) = 0.739 m;
@@ -32,8 +32,8 @@ _QUICK = {"n_positions": 20_000, "pf_n": 40, "pf_maps": 8, "pf_steps": 300, "cov
 def _network(settings: dict[str, Any]) -> dict[str, Any] | None:
     """Ratemaps, gridness, spacing and spectrum of the shipped network (None if not shipped)."""
     import zoo
-    from analysis.gridness import grid_geometry, grid_scores
-    from analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
+    from zoo.analysis.gridness import grid_geometry, grid_scores
+    from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
 
     if not zoo.get_entry(NAME).path.exists():
         return None
@@ -111,7 +111,7 @@ def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
     axes[0].set_title("Place-cell covariance spectrum, ring k*")
     prof = spec["profile"] / np.nanmax(spec["profile"])
     axes[1].plot(spec["k"], prof, "o", label="512 DoG place cells (torus)")
-    from analysis.pattern_formation import dog_spectrum
+    from zoo.analysis.pattern_formation import dog_spectrum
 
     kk = np.linspace(0, spec["k"].max(), 400)
     analytic = dog_spectrum(kk)
@@ -140,9 +140,9 @@ def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
 
 @register_section("grid-cells", title="Grid cells from path integration (Sorscher et al. 2019)")
 def grid_cells(out_dir: Path, quick: bool) -> Section:
-    from analysis.pattern_formation import covariance_spectrum, grid_spacing, optimal_k, pattern_formation
-    from analysis.spatial_spectra import ring_radius
-    from tasks.path_integration import PlaceCells
+    from zoo.analysis.pattern_formation import covariance_spectrum, grid_spacing, optimal_k, pattern_formation
+    from zoo.analysis.spatial_spectra import ring_radius
+    from zoo.tasks.path_integration import PlaceCells
 
     settings = _QUICK if quick else _FULL
     cells = PlaceCells(periodic=True)

@@ -70,10 +70,10 @@ def _batches(task, split: str, n_reviews: int, batch_size: int = 64):
 def analyse_entry(name: str, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run the whole reproduction on one entry: ``(numbers, arrays for the figures)``."""
     import zoo
-    from analysis.fixed_points import find_fixed_points, linearise
-    from analysis.line_attractor import (cosine, eigenvector_alignment, fit_line, local_tangents,
+    from zoo.analysis.fixed_points import find_fixed_points, linearise
+    from zoo.analysis.line_attractor import (cosine, eigenvector_alignment, fit_line, local_tangents,
                                          principal_components, ranked_words, readout_direction, word_pushes)
-    from analysis.linearization import LinearisedSystem, linearised_classifier, one_step_error
+    from zoo.analysis.linearization import LinearisedSystem, linearised_classifier, one_step_error
 
     model, task = zoo.load(name), zoo.task(name)
     for p in model.parameters():

@@ -39,7 +39,7 @@ def _settings(quick: bool) -> dict:
 
 def _simulate(cfg: dict) -> dict:
     import zoo
-    from analysis import manifold_propagation as mp
+    from zoo.analysis import manifold_propagation as mp
 
     out = {}
     keep = sorted({1, 2, 5, 10, cfg["n_layers"] // 2, cfg["n_layers"]})
@@ -54,7 +54,7 @@ def _simulate(cfg: dict) -> dict:
 def _fig_maps(path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from analysis import mean_field as mf
+    from zoo.analysis import mean_field as mf
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4))
     q = torch.linspace(0, 16, 161, dtype=torch.float64)
@@ -121,7 +121,7 @@ def _fig_lengths(sims: dict, path: Path) -> None:
 def _fig_phase(n: int, path: Path):
     import matplotlib.pyplot as plt
 
-    from analysis import mean_field as mf
+    from zoo.analysis import mean_field as mf
 
     sw = torch.logspace(math.log10(0.8), math.log10(20.0), n, dtype=torch.float64)
     sb = torch.linspace(0.0, 0.5, n, dtype=torch.float64)
@@ -166,7 +166,7 @@ def _expressivity(cfg: dict, path: Path) -> dict:
     import matplotlib.pyplot as plt
 
     import zoo
-    from analysis import manifold_propagation as mp
+    from zoo.analysis import manifold_propagation as mp
 
     depth_max = max(cfg["expr_depths"])
     net = zoo.load("random-net/tanh", sigma_w2=16.0, sigma_b2=SIGMA_B2, width=cfg["expr_width"], depth=depth_max + 1, seed=1)
@@ -218,7 +218,7 @@ def transient_chaos(out_dir: Path, quick: bool) -> Section:
 
 
 def _section(out_dir: Path, quick: bool) -> Section:
-    from analysis import mean_field as mf
+    from zoo.analysis import mean_field as mf
 
     cfg = _settings(quick)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def data_dir() -> Path:
     env = os.environ.get("ZOO_DATA_DIR")
     if env:
         return Path(env)
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"  # <repo>/zoo/tasks/ -> <repo>/../shared
     return shared if shared.is_dir() else cache_dir() / "data"
 
 

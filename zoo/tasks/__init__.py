@@ -1,7 +1,7 @@
 """Tasks: one module per task. A task owns its data, targets, loss and metrics.
 
 ``get_task("random-net", seed=0)`` returns a task object; ``list_tasks()`` names them all.
-Every task is deterministic given its ``seed``. See :class:`tasks.base.Task` for the interface.
+Every task is deterministic given its ``seed``. See :class:`zoo.tasks.base.Task` for the interface.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from .base import Task
 
 # task name -> "module:Class"; modules are imported on first use, so `import tasks` stays light.
 _TASKS: dict[str, str] = {
-    "random-net": "tasks.random_inputs:RandomInputs",
-    "sentiment-imdb": "tasks.sentiment:ImdbSentiment",
-    "sentiment-sst": "tasks.sentiment:SstSentiment",
-    "path-integration": "tasks.path_integration:PathIntegration",
-    "flip-flop": "tasks.flip_flop:FlipFlop",
+    "random-net": "zoo.tasks.random_inputs:RandomInputs",
+    "sentiment-imdb": "zoo.tasks.sentiment:ImdbSentiment",
+    "sentiment-sst": "zoo.tasks.sentiment:SstSentiment",
+    "path-integration": "zoo.tasks.path_integration:PathIntegration",
+    "flip-flop": "zoo.tasks.flip_flop:FlipFlop",
 }
 
 

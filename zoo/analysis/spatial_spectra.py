@@ -8,7 +8,7 @@ fraction near the ring is the share of a map's non-DC power within ``+- dk`` of 
 
 In the grid-cell theory (Sorscher et al. 2019) grid maps are built from plane waves on the ring
 ``|k| = k*`` where the place-cell tuning's power ``|p~(k)|^2`` peaks (see
-:mod:`analysis.pattern_formation`).
+:mod:`zoo.analysis.pattern_formation`).
 """
 
 from __future__ import annotations

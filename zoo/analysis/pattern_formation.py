@@ -177,7 +177,7 @@ def pattern_formation(place_cells=None, *, n: int = 55, n_maps: int = 32, steps:
     medians, and the Sanger maps' ``spacing`` (m) in learning order.
     """
     if place_cells is None:
-        from tasks.path_integration import PlaceCells
+        from zoo.tasks.path_integration import PlaceCells
 
         place_cells = PlaceCells(periodic=True)
     box = place_cells.box[0]

@@ -509,7 +509,7 @@ def find_fixed_points(
 ) -> FixedPoints:
     """Find the fixed points of ``h = F(h, x)`` from ``seeds [S, N]`` at constant input ``x``.
 
-    ``dynamics``: a :class:`~analysis.protocols.RecurrentDynamics` model (its ``step``) or a
+    ``dynamics``: a :class:`~zoo.analysis.protocols.RecurrentDynamics` model (its ``step``) or a
     callable ``F(h [B, N], x [B, I]) -> [B, N]``. ``inputs``: ``[I]`` (one input for all seeds) or
     ``[S, I]``; default zeros of ``dynamics.input_size``. ``q_tol``: the polish's target;
     ``q_fixed``: a point with ``q < q_fixed`` counts as a fixed point, else a slow point;

@@ -1,4 +1,4 @@
-"""The shared analysis layer. Analyses see models only through protocols (:mod:`analysis.protocols`).
+"""The shared analysis layer. Analyses see models only through protocols (:mod:`zoo.analysis.protocols`).
 
     >>> from analysis import list_analyses, get_analysis
     >>> get_analysis("curvature")(zoo.load("random-net/tanh"), zoo.task("random-net/tanh"))

@@ -83,10 +83,10 @@ def register_analysis(name: str, protocol: type | None, version: str = "1",
 
 
 def _ensure_loaded() -> None:
-    import analysis
+    from zoo import analysis
 
     for module in pkgutil.iter_modules(analysis.__path__):
-        importlib.import_module(f"analysis.{module.name}")
+        importlib.import_module(f"zoo.analysis.{module.name}")
 
 
 def list_analyses() -> list[str]:

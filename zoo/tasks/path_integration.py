@@ -222,7 +222,7 @@ class PathIntegration(Task):
         score_60 exceeds 0.3 and 0.8 (ratemaps of every unit from ``ratemap_positions`` positions)."""
         metrics = super().evaluate(model, split, batch_size, max_batches)
         if gridness and hasattr(model, "spatial_maps"):
-            from analysis.gridness import grid_scores
+            from zoo.analysis.gridness import grid_scores
 
             maps = model.spatial_maps(task=self, n_positions=self.ratemap_positions, bins=self.ratemap_bins,
                                       seed=self.seed + _SPLIT_OFFSET[split] + 7)
