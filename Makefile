@@ -21,8 +21,10 @@ demo: $(STAMP)
 	$(VENV)/bin/zoo bench --out results
 	$(VENV)/bin/zoo figures --out report
 
-## test: the test suite (slow training-to-convergence tests excluded; `make test-slow` runs them)
+## test: the linter (ruff, configured in pyproject.toml), then the test suite
+## (slow training-to-convergence tests excluded; `make test-slow` runs them)
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -88,7 +88,7 @@ def golub_sussillo_adam(step, seeds: torch.Tensor, x: torch.Tensor, tol_q: float
     reached_at = np.full(len(h), np.nan)  # first time each seed had q < target
     prev = np.inf
     it = 0
-    for it in range(1, max_iters + 1):
+    for it in range(1, max_iters + 1):  # noqa: B007 (the count is returned)
         r = step(h, x) - h
         q_gs = 0.5 * r.pow(2).sum(-1)
         loss = q_gs.mean()

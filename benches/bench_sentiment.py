@@ -71,7 +71,7 @@ def main() -> None:
         with torch.no_grad():  # both paths compute the same logits
             assert torch.allclose(model(ids, lengths), _loop_logits(model, ids, lengths), atol=1e-4)
 
-        def train(logits_fn):
+        def train(logits_fn, opt=opt):
             def once():
                 opt.zero_grad()
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits_fn(ids, lengths)[:, 0], labels)
@@ -85,7 +85,7 @@ def main() -> None:
                     logits_fn(ids, lengths)
             return once
 
-        loop = lambda i, l: _loop_logits(model, i, l)  # noqa: E731
+        loop = lambda i, l, model=model: _loop_logits(model, i, l)  # noqa: E731
         tf = _rate(train(model), tokens, args.repeats)
         tl = _rate(train(loop), tokens, args.repeats)
         inf = _rate(infer(model), tokens, args.repeats)

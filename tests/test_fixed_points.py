@@ -362,7 +362,7 @@ def test_linearise_on_demand():
     fp = find_fixed_points(f, torch.randn(4, 5, dtype=F64), torch.zeros(5, dtype=F64), compute_jacobians=False)
     assert not fp.linearised and fp.jacobians.shape == (1, 0, 0)
     with pytest.raises(ValueError, match="no spectra"):
-        fp.stable
+        _ = fp.stable
     full = linearise(f, fp)
     assert full.linearised and np.allclose(full.jacobians[0], a.numpy())
     assert np.allclose(np.sort(np.abs(full.eigenvalues[0])), np.sort(np.abs(np.linalg.eigvals(a.numpy()))))

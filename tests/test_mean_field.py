@@ -62,7 +62,7 @@ def test_erf_critical_line_matches_closed_form():
     got = mf.critical_sigma_w2(sb, "erf").numpy()
     want = []
     for b in sb:  # on the boundary sigma_w2 = (pi/4) sqrt(1 + 4q), q = Q(q)
-        g = lambda q: q - _erf_Q(q, math.pi / 4 * math.sqrt(1 + 4 * q), 0.0) - b  # noqa: E731
+        g = lambda q, b=b: q - _erf_Q(q, math.pi / 4 * math.sqrt(1 + 4 * q), 0.0) - b  # noqa: E731
         q = optimize.brentq(g, 0.0, 100.0, xtol=1e-15) if b > 0 else 0.0
         want.append(math.pi / 4 * math.sqrt(1 + 4 * q))
     np.testing.assert_allclose(got, want, rtol=1e-9)
@@ -125,7 +125,7 @@ def test_tanh_matches_adaptive_quadrature_at_large_q():
     gh = sw * np.sum(w * (1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2) / math.sqrt(2 * math.pi)
     assert abs(gh / ref1 - 1) > 0.01  # why the module does not use low-order Gauss-Hermite
     for big in (200.0, 400.0):
-        ref = integrate.quad(lambda z: pdf(z) * math.tanh(math.sqrt(big) * z) ** 2, -12, 12, epsabs=1e-14,
+        ref = integrate.quad(lambda z, big=big: pdf(z) * math.tanh(math.sqrt(big) * z) ** 2, -12, 12, epsabs=1e-14,
                              limit=400, points=[0.0])[0]
         assert float(mf.length_map(big, 1.0, 0.0, "tanh")) == pytest.approx(ref, rel=1e-9)
 

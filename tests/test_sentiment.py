@@ -8,9 +8,7 @@ loop vs the fused forward pass, float64 to 1e-12 and float32 to 1e-5), the reado
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import resource
 import tarfile
 from pathlib import Path
@@ -141,13 +139,13 @@ def test_imdb_fixture_folder_and_tarball(sandbox, layout):
 
 def test_imdb_missing_gives_clear_error(sandbox):
     with pytest.raises(FileNotFoundError, match="aclImdb_v1.tar.gz"):
-        get_task("sentiment-imdb", download=False).vocab
+        _ = get_task("sentiment-imdb", download=False).vocab
 
 
 def test_sst_fixture_and_missing(sandbox):
     data, _ = sandbox
     with pytest.raises(FileNotFoundError, match="stsa.binary"):
-        get_task("sentiment-sst").vocab
+        _ = get_task("sentiment-sst").vocab
     (data / "sst").mkdir()
     for ext, lines in {"train": ["1 a good film", "0 a bad film", "1 good"], "dev": ["0 bad"], "test": ["1 new words"]}.items():
         (data / "sst" / f"stsa.binary.{ext}").write_text("\n".join(lines) + "\n")
@@ -156,7 +154,7 @@ def test_sst_fixture_and_missing(sandbox):
     assert task.vocab[:2] == ["<pad>", "<unk>"] and "new" not in task.vocab
     (data / "sst" / "stsa.binary.dev").write_text("not a label line\n")
     with pytest.raises(ValueError, match="LABEL sentence"):
-        get_task("sentiment-sst").vocab
+        _ = get_task("sentiment-sst").vocab
 
 
 def test_yelp_csv_reader(tmp_path):

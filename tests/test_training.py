@@ -1,7 +1,6 @@
 """The Lightning harness: training exports a verified checkpoint, and resuming is exact."""
 
 import pytest
-import torch
 
 import zoo
 from zoo import checkpoint as ckpt

@@ -33,7 +33,7 @@ def test_analysis_runs_on_compatible_entry(analysis, name):
     json.dumps(result.summary)  # scalars only: one row of a bench table
     nans = [k for k, v in result.summary.items() if isinstance(v, float) and math.isnan(v)]
     assert not nans, f"{analysis} on {name}: NaN in {nans}"
-    for key, array in result.arrays.items():
+    for array in result.arrays.values():
         assert isinstance(np.asarray(array), np.ndarray)
 
 

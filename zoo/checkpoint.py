@@ -109,7 +109,7 @@ def read_manifest(folder: os.PathLike | str | None = None) -> dict[str, dict[str
     try:
         return json.loads(path.read_text())["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(path, f"manifest is not valid JSON with a 'files' table ({err})")
+        raise CheckpointError(path, f"manifest is not valid JSON with a 'files' table ({err})") from err
 
 
 def _write_manifest(folder: Path, files: dict[str, dict[str, Any]]) -> None:

@@ -635,7 +635,6 @@ def find_fixed_points(
     kept = _unique(final_np, candidates, tol_unique)
     status[np.setdiff1d(candidates, kept)] = _DUPLICATE
 
-    points = final[kept].reshape(len(kept), n)
     jac = np.zeros((len(kept), 0, 0))  # filled by linearise() below
     vals, right, left = np.zeros((len(kept), 0), complex), np.zeros((len(kept), 0, 0), complex), np.zeros((len(kept), 0, 0), complex)
     timings["total_s"] = time.perf_counter() - started
