@@ -19,6 +19,7 @@ _TASKS: dict[str, str] = {
     "sentiment-sst": "zoo.tasks.sentiment:SstSentiment",
     "path-integration": "zoo.tasks.path_integration:PathIntegration",
     "flip-flop": "zoo.tasks.flip_flop:FlipFlop",
+    "linear-inference": "zoo.tasks.linear_inference:LinearInference",
 }
 
 
