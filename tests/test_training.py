@@ -1,52 +1,121 @@
-"""The Lightning harness: training exports a verified checkpoint, and resuming is exact."""
+"""The Lightning harness: training writes only its run folder, export promotes it, resumes are exact."""
+
+import pickle
 
 import pytest
+import torch
 
 import zoo
+from toy_task import Interrupt, register_toy_entry
 from zoo import checkpoint as ckpt
 from zoo.training import train
-from toy_task import register_toy_entry
 
 
 def _weights(path):
     return ckpt.load(path)[3]
 
 
-def test_train_exports_checkpoint_with_card(tmp_path, ckpt_dir):
+def _same(a, b):
+    return a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_train_writes_its_run_folder_and_export_promotes_it(tmp_path, ckpt_dir):
     name = register_toy_entry()
     path = train(name, max_epochs=3, runs_root=tmp_path / "runs", progress_bar=False)
-    assert path == ckpt_dir / "toy-regression__linear.h5"
-    card = zoo.card(name)
-    for field in zoo.registry.REQUIRED_CARD_FIELDS:
-        assert field in card, field
+    run = tmp_path / "runs" / "toy-regression__linear" / "seed0"
+    assert path == run / "toy-regression__linear.h5" and (run / ckpt.MANIFEST).exists()
+    assert list(ckpt_dir.iterdir()) == []  # the shipped set is untouched
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]  # one snapshot file
+    card = ckpt.load(path)[2]
     assert card["metrics"]["mse"] < 0.5  # learned: the untrained map has mse ~ |A|^2 ~ 4
     assert card["training"]["steps"] == 3 * 8 and card["training"]["epochs"] == 3
     assert card["command"].startswith("zoo train toy-regression/linear --seed 0 --max-epochs 3")
-    assert {"torch", "lightning", "python"} <= set(card["versions"])
-    assert (tmp_path / "runs" / "toy-regression__linear" / "seed0" / "logs").is_dir()
-    model = zoo.load(name)  # loads through the manifest
+    experiment = zoo.load(name, checkpoint=path)  # a run loads by path, verified by the run's manifest
+    with pytest.raises(zoo.CheckpointError, match="ZOO_CHECKPOINT_DIR"):
+        zoo.load(name)  # nothing shipped yet, and the message says how to fix it
+
+    shipped = ckpt.export(path)
+    assert shipped == ckpt_dir / "toy-regression__linear.h5"
+    for field in zoo.registry.REQUIRED_CARD_FIELDS:
+        assert field in zoo.card(name), field
+    model = zoo.load(name)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), experiment.state_dict().values()))
     task = zoo.task(name)
     assert abs(task.evaluate(model)["mse"] - card["metrics"]["mse"]) < 1e-6
 
+    before = shipped.read_bytes()
+    other = train(name, max_epochs=1, seed=1, runs_root=tmp_path / "runs", progress_bar=False)
+    with pytest.raises(FileExistsError, match="--replace"):
+        ckpt.export(other)
+    assert shipped.read_bytes() == before  # refused: nothing changed
+    ckpt.export(other, replace=True)
+    assert not _same(_weights(shipped), ckpt.load(path, check_manifest=True)[3])
 
-def test_resume_matches_uninterrupted_run(tmp_path):
+
+def test_resume_is_exact_from_epoch_end_and_mid_epoch_snapshots(tmp_path):
+    """A dropout model, snapshots every 5 steps (8 batches per epoch): interrupted at step 13
+    (Ctrl-C), resumed from the step-10 snapshot; stopped by max_steps at 20 and continued; both
+    give the bit-identical weights of an uninterrupted 4-epoch run."""
+    name = register_toy_entry("toy-regression/dropout")
+    common = dict(seed=3, progress_bar=False)
+    recipe_every = zoo.get_entry(name).recipe
+    recipe_every["checkpoint_every_n_steps"] = 5
+    whole = _weights(train(name, max_epochs=4, runs_root=tmp_path / "a", **common))
+
+    Interrupt.calls, Interrupt.at = 0, 14  # the 14th training forward: step 13 is done, step 10 was snapshotted
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        train(name, max_epochs=4, runs_root=tmp_path / "b", **common)
+    Interrupt.at = 10**9
+    snapshot = torch.load(tmp_path / "b/toy-regression__dropout/seed3/checkpoints/last.ckpt", weights_only=True)
+    assert snapshot["global_step"] == 10 and snapshot["zoo_data_position"] == {"epoch": 1, "batches_done": 2}
+    assert _same(whole, _weights(train(name, max_epochs=4, resume=True, runs_root=tmp_path / "b", **common)))
+
+    train(name, max_steps=20, runs_root=tmp_path / "c", **common)  # stops mid-epoch 2
+    resumed = train(name, max_epochs=4, resume=True, runs_root=tmp_path / "c", **common)
+    assert _same(whole, _weights(resumed))
+    assert sorted(p.name for p in (tmp_path / "c/toy-regression__dropout/seed3/checkpoints").iterdir()) == ["last.ckpt"]
+
+    other = _weights(train(name, max_epochs=4, runs_root=tmp_path / "d", seed=4, progress_bar=False))
+    assert not _same(whole, other)
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_resume_never_unpickles_code(tmp_path, monkeypatch):
     name = register_toy_entry()
-    whole = train(name, max_epochs=2, seed=3, runs_root=tmp_path / "a", out=tmp_path / "out_a", progress_bar=False)
-    train(name, max_epochs=1, seed=3, runs_root=tmp_path / "b", out=tmp_path / "out_b", progress_bar=False)
-    resumed = train(name, max_epochs=2, seed=3, resume=True, runs_root=tmp_path / "b", out=tmp_path / "out_b",
-                    progress_bar=False)
-    a, b = _weights(whole), _weights(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert a[key].tobytes() == b[key].tobytes(), key
-    other = _weights(train(name, max_epochs=2, seed=4, runs_root=tmp_path / "c", out=tmp_path / "out_c",
-                           progress_bar=False))
-    assert any(other[k].tobytes() != a[k].tobytes() for k in a)
+    monkeypatch.chdir(tmp_path)
+    last = tmp_path / "runs/toy-regression__linear/seed0/checkpoints/last.ckpt"
+    last.parent.mkdir(parents=True)
+    with open(last, "wb") as f:
+        pickle.dump({"state_dict": _Payload()}, f)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # even when torch's default is overridden
+    with pytest.raises(ValueError, match="cannot resume from .*last.ckpt"):
+        train(name, max_epochs=1, resume=True, progress_bar=False)
+    assert not (tmp_path / "PWNED").exists()
 
 
-def test_bad_training_requests(tmp_path):
+def test_bad_training_requests_fail_before_training(tmp_path):
+    name = register_toy_entry()
+    run = dict(runs_root=tmp_path, progress_bar=False)
     with pytest.raises(ValueError, match="seed"):
-        train("random-net/tanh", max_steps=1)
-    name = register_toy_entry()
+        train("random-net/tanh", max_steps=1, **run)
     with pytest.raises(FileNotFoundError, match="resume"):
-        train(name, resume=True, runs_root=tmp_path, out=tmp_path)
+        train(name, resume=True, **run)
+    with pytest.raises(ValueError, match="max-steps must be a positive integer, got -5"):
+        train(name, max_steps=-5, **run)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        train(name, lr=float("nan"), **run)
+    with pytest.raises(TypeError, match=r"in_featurs \(did you mean in_features\?\)"):
+        train(name, overrides={"in_featurs": 3}, **run)
+    with pytest.raises(TypeError, match="in_features must be an integer .* got 'abc'"):
+        train(name, overrides={"in_features": "abc"}, **run)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible")
+        train(name, trainer_kwargs={"accelerator": "gpu"}, **run)
+    assert not any(tmp_path.iterdir())  # nothing was started

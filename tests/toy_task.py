@@ -1,10 +1,10 @@
-"""A tiny trainable task and model for testing the training harness (not part of the zoo)."""
+"""A tiny trainable task and models for testing the training harness (not part of the zoo)."""
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from zoo import tasks
 import zoo
+from zoo import tasks
 from zoo.tasks.base import EpochShuffle, Task
 
 
@@ -35,13 +35,34 @@ class ToyRegression(Task):
 tasks.register_task("toy-regression", "toy_task:ToyRegression")
 
 
+class Interrupt(torch.nn.Module):
+    """Raises KeyboardInterrupt (as Ctrl-C would) on its ``at``-th training forward pass."""
+
+    calls = 0
+    at = 10**9
+
+    def forward(self, x):
+        if self.training:
+            Interrupt.calls += 1
+            if Interrupt.calls == Interrupt.at:
+                raise KeyboardInterrupt
+        return x
+
+
 def register_toy_entry(name="toy-regression/linear"):
     if name in zoo.list_models():
         return name
-
-    @zoo.register(name, task="toy-regression", recipe={"batch_size": 32, "lr": 0.05, "max_epochs": 2},
-                  paper="none", description="Linear map for harness tests.")
-    def toy_linear(in_features: int = 4, out_features: int = 2):
-        return torch.nn.Linear(in_features, out_features)
-
+    recipe = {"batch_size": 32, "lr": 0.05, "max_epochs": 2}
+    if name == "toy-regression/linear":
+        @zoo.register(name, task="toy-regression", recipe=recipe, paper="none", description="Linear map for harness tests.")
+        def toy_linear(in_features: int = 4, out_features: int = 2):
+            return torch.nn.Linear(in_features, out_features)
+    elif name == "toy-regression/dropout":
+        @zoo.register(name, task="toy-regression", recipe={**recipe, "lr": 0.01}, paper="none",
+                      description="MLP with dropout: its random state must survive a resume.")
+        def toy_dropout(hidden: int = 16, p: float = 0.3):
+            return torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Dropout(p), Interrupt(),
+                                       torch.nn.Linear(hidden, 2))
+    else:
+        raise KeyError(name)
     return name

@@ -9,9 +9,12 @@ File layout (format version 1)::
                            card's ``storage_dtype`` says so.
 
 ``MANIFEST.json`` in the same folder maps each file name to its ``sha256``, ``size`` and
-entry ``name``. Every load checks the manifest first, then the file's structure, so a
-flipped byte, a truncated file or a missing tensor raises :class:`CheckpointError` naming the
-file and the reason, before any weight reaches a model. Nothing is unpickled.
+entry ``name``. Every load reads the file's bytes once, checks them against the manifest and
+opens the HDF5 structure from those same bytes in memory (so nothing can change between the
+check and the read), then checks the structure: a flipped byte, a truncated file, a missing
+tensor, or a dataset whose data live outside the file (HDF5 external storage, virtual datasets,
+external or soft links, which the sha256 would not cover) raises :class:`CheckpointError` naming
+the file and the reason, before any weight reaches a model. Nothing is unpickled.
 
 Writes are atomic: data go to a temporary file in the target folder, which is flushed,
 fsync'ed and renamed over the target (``os.replace``), so a crash or a kill mid-write leaves
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -107,9 +111,17 @@ def read_manifest(folder: os.PathLike | str | None = None) -> dict[str, dict[str
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        files = json.loads(path.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(path, f"manifest is not valid JSON with a 'files' table ({err})") from err
+    if not isinstance(files, dict):
+        raise CheckpointError(path, "manifest's 'files' is not a table of file name -> record")
+    for file, record in files.items():
+        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str) and len(record["sha256"]) == 64
+                and isinstance(record.get("size"), int) and isinstance(record.get("name"), str)):
+            raise CheckpointError(path, f"manifest record for {file!r} must be {{'name': str, 'sha256': 64 hex digits, "
+                                        f"'size': int}}, got {record!r}"[:300])
+    return files
 
 
 def _write_manifest(folder: Path, files: dict[str, dict[str, Any]]) -> None:
@@ -133,21 +145,27 @@ def record_in_manifest(path: os.PathLike | str, entry_name: str) -> dict[str, An
     return record
 
 
-def verify(path: os.PathLike | str) -> dict[str, Any]:
-    """Check ``path`` against its folder's manifest; return the manifest record or raise."""
+def verified_bytes(path: os.PathLike | str) -> tuple[bytes, dict[str, Any]]:
+    """Read ``path`` once and check its bytes against its folder's manifest: ``(bytes, record)``."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(path, "file does not exist")
     record = read_manifest(path.parent).get(path.name)
     if record is None:
         raise CheckpointError(path, f"not listed in {path.parent / MANIFEST}")
-    size = path.stat().st_size
-    if size != record["size"]:
-        raise CheckpointError(path, f"size {size} bytes, manifest says {record['size']} (truncated or replaced)")
-    digest = sha256_file(path)
+    data = path.read_bytes()
+    if len(data) != record["size"]:
+        raise CheckpointError(path, f"size {len(data)} bytes, manifest says {record['size']} (truncated or replaced)")
+    digest = hashlib.sha256(data).hexdigest()
     if digest != record["sha256"]:
-        raise CheckpointError(path, f"sha256 {digest[:12]}... does not match the manifest's {record['sha256'][:12]}... (tampered or corrupt)")
-    return record
+        raise CheckpointError(path, f"sha256 {digest[:12]}... does not match the manifest's {record['sha256'][:12]}... "
+                                    "(tampered or corrupt)")
+    return data, record
+
+
+def verify(path: os.PathLike | str) -> dict[str, Any]:
+    """Check ``path`` against its folder's manifest; return the manifest record or raise."""
+    return verified_bytes(path)[1]
 
 
 # ----------------------------------------------------------------------------- read / write
@@ -194,31 +212,77 @@ def load(path: os.PathLike | str, *, check_manifest: bool = True) -> tuple[str, 
     """Read a checkpoint: ``(name, config, card, arrays)``. Raises :class:`CheckpointError`.
 
     With ``check_manifest`` (the default, and always for shipped entries) the file's sha256
-    and size must match its folder's manifest before it is even opened.
+    and size must match its folder's manifest, and the HDF5 file is opened from the verified
+    bytes in memory, never from the path again.
     """
     path = Path(path)
-    if check_manifest:
-        verify(path)
+    data = verified_bytes(path)[0] if check_manifest else path.read_bytes()
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(io.BytesIO(data), "r") as f:
             version = int(f.attrs["format_version"])
             if version != FORMAT_VERSION:
                 raise CheckpointError(path, f"format version {version}, this zoo reads {FORMAT_VERSION}")
             name = str(f.attrs["name"])
             config = json.loads(f.attrs["config"])
             card = json.loads(f.attrs["card"])
-            arrays: dict[str, np.ndarray] = {}
-
-            def collect(key: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Dataset):
-                    arrays[key] = obj[()]
-
-            f["params"].visititems(collect)
+            if not isinstance(config, dict) or not isinstance(card, dict):
+                raise CheckpointError(path, "attributes 'config' and 'card' must be JSON objects")
+            arrays = _read_params(f, path)
     except CheckpointError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
         raise CheckpointError(path, f"unreadable HDF5 checkpoint ({type(err).__name__}: {err})") from None
     return name, config, card, arrays
+
+
+def _read_params(f: h5py.File, path: Path) -> dict[str, np.ndarray]:
+    """Every dataset under ``/params``, refusing anything whose bytes could live outside the file."""
+    group = f.get("params", getlink=True)
+    if not isinstance(group, h5py.HardLink) or not isinstance(f["params"], h5py.Group):
+        raise CheckpointError(path, "'/params' must be a group of datasets in the file itself")
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(node: h5py.Group, prefix: str) -> None:
+        for key in node:
+            link = node.get(key, getlink=True)
+            where = f"params/{prefix}{key}"
+            if not isinstance(link, h5py.HardLink):
+                raise CheckpointError(path, f"{where} is a {type(link).__name__}; only data stored in the file are accepted")
+            obj = node[key]
+            if isinstance(obj, h5py.Group):
+                walk(obj, f"{prefix}{key}/")
+                continue
+            if obj.is_virtual or obj.external:
+                kind = "a virtual dataset" if obj.is_virtual else "stored in an external file"
+                raise CheckpointError(path, f"{where} is {kind}, outside the sha256 check; refused")
+            if obj.dtype.kind not in "fiub":
+                raise CheckpointError(path, f"{where} has dtype {obj.dtype}; only numeric tensors are accepted")
+            arrays[f"{prefix}{key}"] = obj[()]
+
+    walk(f["params"], "")
+    return arrays
+
+
+def export(source: os.PathLike | str, folder: os.PathLike | str | None = None, *, replace: bool = False) -> Path:
+    """Promote a verified run checkpoint ``source`` into ``folder`` (default: the shipped set).
+
+    ``source`` must match its own folder's manifest (``zoo train`` writes one into the run folder).
+    An existing file for the same entry is replaced only with ``replace=True``; the copy is atomic
+    and the target manifest is updated under its lock. Returns the new path.
+    """
+    source = Path(source)
+    name, _, _, _ = load(source)
+    folder = Path(folder) if folder is not None else checkpoint_dir()
+    target = folder / file_name(name)
+    if target.resolve() == source.resolve():
+        raise ValueError(f"{source} is already in {folder}")
+    if target.exists() and not replace:
+        raise FileExistsError(f"{target} exists (entry {name}); pass --replace to overwrite the shipped weights")
+    data = verified_bytes(source)[0]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    record_in_manifest(target, name)
+    return target
 
 
 def state_dict_into(model: torch.nn.Module, arrays: dict[str, np.ndarray], path: os.PathLike | str) -> None:

@@ -2,18 +2,26 @@
 
     zoo list [PATTERN] [--json]          entries, their task and whether weights are shipped
     zoo info NAME [--json]               the model card
-    zoo train NAME [options]             train with Lightning, export the HDF5 checkpoint
+    zoo train NAME [options]             train with Lightning into runs/<entry>/seed<k>/
+    zoo export RUN [--replace]           promote a finished run into the shipped checkpoints
     zoo eval NAME [--json]               recompute the test metrics and compare with the card
     zoo analyze ANALYSIS NAME [--json]   run one analysis on one entry
     zoo bench [ANALYSIS ...] [--json]    run analyses across every compatible entry
     zoo figures [SECTION ...]            the papers' figures and headline numbers (REPORT.md)
+
+Exit status: 0 success; 1 the command ran but some part failed (a report section, a bench
+entry); 2 an error (bad arguments or input, a refused checkpoint), printed as one line
+`zoo COMMAND: error: ...`; 130 interrupted (Ctrl-C). ZOO_DEBUG=1 adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,11 +34,45 @@ def _value(text: str) -> Any:
         return text
 
 
+class UsageError(ValueError):
+    """A bad command line: printed as one line, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
 def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"zoo: {flag} expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
         key, text = item.split("=", 1)
         out[key.strip().replace("-", "_")] = _value(text)
     return out
@@ -80,16 +122,41 @@ def cmd_info(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from . import checkpoint as ckpt
     from .training import train
 
     trainer_kwargs = {k: v for k, v in {
         "accelerator": args.accelerator, "devices": _value(args.devices) if args.devices else None,
         "num_nodes": args.num_nodes, "strategy": args.strategy, "precision": args.precision,
     }.items() if v is not None}
+    if args.replace and not args.export:
+        raise UsageError("--replace only applies with --export")
+    if not args.verbose:  # Lightning's info lines (devices, "Detected KeyboardInterrupt", ...) only on request
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"), max_steps=args.max_steps,
                  max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, resume=args.resume,
-                 out=args.out, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
+                 runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
+    if path is None:  # a DDP rank other than 0: rank 0 reports
+        return 0
     print(f"wrote {path}")
+    if args.export:
+        print(f"exported {ckpt.export(path, replace=args.replace)}")
+    else:
+        print(f"to ship it: zoo export {path.parent}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import checkpoint as ckpt
+
+    source = Path(args.run)
+    if source.is_dir():
+        files = sorted(source.glob("*.h5"))
+        if len(files) != 1:
+            raise UsageError(f"{source} holds {len(files)} .h5 checkpoints; name the file to export")
+        source = files[0]
+    print(f"exported {ckpt.export(source, args.to, replace=args.replace)}")
     return 0
 
 
@@ -99,7 +166,7 @@ def cmd_eval(args) -> int:
     model = zoo.load(args.name)
     task = zoo.task(args.name)
     if not task.trainable:
-        raise SystemExit(f"zoo: {args.name} is an untrained random network; it has no test metrics")
+        raise UsageError(f"{args.name} is an untrained random network; it has no test metrics")
     measured = task.evaluate(model, "test")
     stored = zoo.card(args.name).get("metrics", {})
     rows = [{"metric": k, "measured": v, "card": stored.get(k),
@@ -124,7 +191,7 @@ def cmd_bench(args) -> int:
 
     names = args.analyses or list_analyses()
     if not names:
-        raise SystemExit("zoo: no analyses are registered yet")
+        raise UsageError("no analyses are registered yet")
     tables = bench(names, pattern=args.pattern, params=_pairs(args.param, "--param"), out_dir=args.out,
                    progress=not args.json)
     human = "\n\n".join(f"== {name} ({Path(args.out) / name}.h5, .csv, .md)\n{_table(rows)}" for name, rows in tables.items())
@@ -165,23 +232,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train", help="train an entry with Lightning and export its HDF5 checkpoint")
+    p = sub.add_parser("train", help="train an entry with Lightning into runs/<entry>/seed<k>/",
+                       description="Train with Lightning. The finished HDF5 checkpoint and its card go to "
+                                   "RUNS/<entry>/seed<k>/ (with a manifest); the shipped weights are never touched "
+                                   "unless --export is given, and a shipped entry is replaced only with --replace.")
     p.add_argument("name")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override, e.g. --set hidden_size=4096")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--resume", action="store_true", help="continue from runs/<entry>/seed<k>/checkpoints/last.ckpt")
-    p.add_argument("--out", help="checkpoint folder (default: the zoo's checkpoints/)")
+    p.add_argument("--max-steps", type=_positive_int)
+    p.add_argument("--max-epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--resume", action="store_true", help="continue from RUNS/<entry>/seed<k>/checkpoints/last.ckpt")
+    p.add_argument("--runs", default="runs", help="folder of run folders (default: runs)")
+    p.add_argument("--export", action="store_true", help="after training, copy the checkpoint into the shipped set")
+    p.add_argument("--replace", action="store_true", help="with --export: replace an existing shipped checkpoint")
+    p.add_argument("--verbose", action="store_true", help="show Lightning's info messages")
     p.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto")
     p.add_argument("--devices", help="Lightning devices: 1, 4, 'auto', [0,1]")
-    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--num-nodes", type=_positive_int)
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="promote a finished run into the shipped checkpoints (and the manifest)")
+    p.add_argument("run", help="a run folder runs/<entry>/seed<k> or its .h5 file")
+    p.add_argument("--replace", action="store_true", help="replace the entry's existing shipped checkpoint")
+    p.add_argument("--to", help="target folder (default: the shipped set, $ZOO_CHECKPOINT_DIR or zoo/checkpoints)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="recompute an entry's test metrics and compare with its card")
     p.add_argument("name")
@@ -212,15 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse errors: usage line, then `zoo COMMAND: error: ...`, exit 2
     try:
         return args.func(args)
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # CheckpointError and friends
-        print(f"zoo {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        detail = str(err) if str(err) else "interrupted"
+        print(f"zoo {args.command}: {detail}", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as err:  # every other failure is one line; ZOO_DEBUG=1 shows where it came from
+        if os.environ.get("ZOO_DEBUG"):
+            traceback.print_exc()
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        known = isinstance(err, (UsageError, KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError,
+                                 RuntimeError))
+        prefix = "" if known else f"{type(err).__name__}: "
+        line = " ".join(f"{prefix}{message}".split())  # one line, whatever the message held
+        print(f"zoo {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -21,12 +21,16 @@ import fnmatch
 import hashlib
 import inspect
 import json
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from . import checkpoint as ckpt
+from .validation import check_value
 
 REQUIRED_CARD_FIELDS = ("name", "task", "paper", "description", "data", "metrics", "training", "config", "seed", "command")
 
@@ -101,6 +105,8 @@ def _ensure_loaded() -> None:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted entry names matching a shell wildcard, e.g. ``list_models("sentiment-*/g*")``."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a shell wildcard string such as 'sentiment-*/g*', got {pattern!r}")
     _ensure_loaded()
     return sorted(n for n in _ENTRIES if fnmatch.fnmatchcase(n, pattern))
 
@@ -127,44 +133,82 @@ def task(name: str, **task_overrides: Any):
     return get_task(entry.task, **{**entry.task_kwargs, **task_overrides})
 
 
-def _check_overrides(entry: Entry, overrides: dict[str, Any]) -> None:
+def validate_overrides(entry: Entry, overrides: dict[str, Any]) -> None:
+    """Builder keywords: known names, and values as :func:`zoo.validation.check_value` allows.
+    Raises ``TypeError``/``ValueError`` naming the key and what is allowed, before anything is built."""
     sig = inspect.signature(entry.builder)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     unknown = [k for k in overrides if k not in sig.parameters and not takes_any]
     if unknown:
-        raise TypeError(f"{entry.name}: unknown argument(s) {', '.join(unknown)}; the builder takes {', '.join(sig.parameters)}")
+        close = {k: difflib.get_close_matches(k, list(sig.parameters), n=1) for k in unknown}
+        hints = ", ".join(f"{k}" + (f" (did you mean {c[0]}?)" if c else "") for k, c in close.items())
+        raise TypeError(f"{entry.name}: unknown argument(s) {hints}; the builder takes {', '.join(sig.parameters)}")
+    defaults = entry.defaults
+    for key, value in overrides.items():
+        check_value(f"{entry.name}: {key}", value, defaults.get(key))
 
 
 def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def load(name: str, pretrained: bool = True, **overrides: Any) -> torch.nn.Module:
+def _meta_shapes(entry: Entry, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """Parameter shapes of ``builder(**config)`` built on the ``meta`` device (no memory), or None
+    when the builder cannot build there (it then is checked after building, by the loader)."""
+    try:
+        with torch.device("meta"):
+            return _shapes(entry.builder(**config))
+    except Exception:
+        return None
+
+
+def _check_size(name: str, shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Refuse a model that would not fit in this machine's memory, before allocating it."""
+    if shapes is None:
+        return
+    numel = sum(math.prod(s) for s in shapes.values())
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if 4 * numel > memory:
+        raise ValueError(f"{name}: this config has {numel:,} parameters ({4 * numel / 2**30:.1f} GiB in float32), "
+                         f"more than this machine's {memory / 2**30:.0f} GiB of memory")
+
+
+def load(name: str, pretrained: bool = True, checkpoint: str | os.PathLike | None = None, **overrides: Any) -> torch.nn.Module:
     """Build entry ``name`` and return it in eval mode, with its trained or seeded weights.
 
     ``overrides`` are builder keywords, as in timm: ``zoo.load("random-net/tanh", depth=20, seed=1)``.
     For a pretrained ``"file"`` entry the config comes from the checkpoint; an override that
     changes a parameter's shape raises ``ValueError`` rather than loading mismatched weights.
+    ``checkpoint`` loads another verified file of the same entry instead of the shipped one (a
+    run's ``runs/<entry>/seed<k>/<entry>.h5``, checked against the manifest beside it).
     The returned module carries ``zoo_name``, ``zoo_config`` and ``zoo_fingerprint``.
     """
     entry = get_entry(name)
-    _check_overrides(entry, overrides)
+    validate_overrides(entry, overrides)
+    if checkpoint is not None and entry.weights != "file":
+        raise ValueError(f"{name} is a '{entry.weights}' entry: its seed is its checkpoint, there is no file to load")
     if entry.weights == "file" and pretrained:
-        path = entry.path
+        path = Path(checkpoint) if checkpoint is not None else entry.path
         if not path.exists():
-            raise ckpt.CheckpointError(path, f"no shipped weights for {name}; make them with `zoo train {name}`")
+            raise ckpt.CheckpointError(path, missing_weights_message(name))
         stored_name, config, _, arrays = ckpt.load(path)
         if stored_name != name:
             raise ckpt.CheckpointError(path, f"holds entry {stored_name!r}, expected {name!r}")
+        stored = {k: tuple(a.shape) for k, a in arrays.items()}
+        wanted = _meta_shapes(entry, {**config, **overrides})
+        if wanted is not None and wanted != stored:
+            if overrides and _meta_shapes(entry, config) == stored:
+                changed = sorted(k for k in stored if wanted.get(k) != stored[k])
+                raise ValueError(f"{name}: overriding {', '.join(sorted(overrides))} changes the shape of "
+                                 f"{', '.join(changed[:3])}; use pretrained=False for a differently sized model")
+            bad = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise ckpt.CheckpointError(path, f"its config does not match its tensors ({', '.join(bad[:3])}: stored "
+                                             f"{[stored.get(k) for k in bad[:3]]}, config builds {[wanted.get(k) for k in bad[:3]]})")
+        _check_size(name, wanted)
         model = entry.builder(**{**config, **overrides})
-        if overrides:
-            stored = entry.builder(**config)
-            changed = {k for k, s in _shapes(stored).items() if _shapes(model).get(k) != s}
-            if changed:
-                raise ValueError(
-                    f"{name}: overriding {', '.join(sorted(overrides))} changes the shape of "
-                    f"{', '.join(sorted(changed)[:3])}; use pretrained=False for a differently sized model"
-                )
         ckpt.state_dict_into(model, arrays, path)
         config = {**config, **overrides}
         fingerprint = ckpt.read_manifest(path.parent)[path.name]["sha256"]
@@ -172,6 +216,7 @@ def load(name: str, pretrained: bool = True, **overrides: Any) -> torch.nn.Modul
         config = {**entry.defaults, **overrides}
         if entry.weights == "file":
             config = {**config, **model_kwargs_from_task(entry, config)}
+        _check_size(name, _meta_shapes(entry, config))
         model = entry.builder(**config)
         fingerprint = config_fingerprint(name, config)
     model.eval()
@@ -179,6 +224,14 @@ def load(name: str, pretrained: bool = True, **overrides: Any) -> torch.nn.Modul
     model.zoo_config = config
     model.zoo_fingerprint = fingerprint
     return model
+
+
+def missing_weights_message(name: str) -> str:
+    """What to do when an entry's shipped file is absent (a trimmed install, an empty ``$ZOO_CHECKPOINT_DIR``)."""
+    folder = ckpt.checkpoint_dir()
+    where = "$ZOO_CHECKPOINT_DIR" if os.environ.get("ZOO_CHECKPOINT_DIR") else "the installed package"
+    return (f"no weights for {name} in {folder} ({where}); point ZOO_CHECKPOINT_DIR at a folder that has them "
+            f"(a clone's zoo/checkpoints), or train and export them: `zoo train {name} --export`")
 
 
 def model_kwargs_from_task(entry: Entry, config: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +266,7 @@ def card(name: str) -> dict[str, Any]:
     }
     if entry.weights == "file":
         if not entry.path.exists():
-            return {**base, "status": f"not trained yet: run `zoo train {name}`", "metrics": {}, "config": entry.defaults,
+            return {**base, "status": missing_weights_message(name), "metrics": {}, "config": entry.defaults,
                     "data": None, "training": entry.recipe, "seed": None, "command": f"zoo train {name}"}
         _, config, stored, _ = ckpt.load(entry.path)
         return {**base, **stored, "config": config}

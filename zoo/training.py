@@ -1,16 +1,29 @@
-"""Train any registered (task, model) pair with Lightning and export it as a zoo checkpoint.
+"""Train any registered (task, model) pair with Lightning into its run folder.
 
 One generic :class:`ZooModule` calls ``task.loss(model, batch)``; :func:`train` wires the task's
 loaders into a ``LightningDataModule``, passes Trainer options through (devices, nodes,
-strategy, precision: the same entry trains on a laptop or on a GPU cluster with DDP), keeps a
-resumable ``last.ckpt`` and CSV logs under ``runs/``, evaluates the test split, and writes the
-HDF5 checkpoint with its card (:mod:`zoo.checkpoint`).
+strategy, precision: the same entry trains on a laptop or on a GPU cluster with DDP), keeps one
+resumable ``last.ckpt`` and CSV logs in ``runs/<entry>/seed<k>/``, evaluates the test split on
+rank 0, and writes the finished HDF5 checkpoint with its card into that run folder (with a
+manifest of its own). Training never touches the shipped set: :func:`zoo.checkpoint.export`
+(``zoo export RUN``, or ``zoo train --export``) promotes a run, and refuses to replace a shipped
+entry unless asked.
+
+Exact resume, from any snapshot: the model and optimiser come from ``last.ckpt`` (loaded with
+``torch.load(weights_only=True)``, never by unpickling arbitrary objects); the data order comes
+from ``(seed, epoch)`` and the number of batches already trained in the epoch
+(:class:`zoo.tasks.base.ResumableOrder`); the random state that dropout and noise injection
+draw on is reseeded from ``(seed, step, rank)`` before every step.
 
 Lightning's ``.ckpt`` files exist only to resume a run; zoo models never load from them.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import pickle
 import platform
 import shlex
 import time
@@ -20,9 +33,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from . import checkpoint as ckpt
-from .registry import get_entry, model_kwargs_from_task, task as make_task
+from .registry import get_entry, model_kwargs_from_task, task as make_task, validate_overrides
+from .tasks.base import single_process
 
 RECIPE_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
@@ -48,6 +64,20 @@ class ZooModule(L.LightningModule):
         super().__init__()
         self.model, self.task, self.recipe = model, task, recipe
 
+    def on_train_batch_start(self, batch, batch_idx):
+        # dropout and noise injection draw from here: a function of (seed, step, rank), so exact on resume
+        torch.manual_seed(_step_seed(self.recipe["seed"], self.global_step, self.global_rank))
+        # a snapshot taken after this batch resumes after it (callbacks' batch-end hooks run before ours)
+        self.data_position = (self.current_epoch, batch_idx + 1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        epoch, done = getattr(self, "data_position", (self.current_epoch, 0))
+        checkpoint["zoo_data_position"] = {"epoch": int(epoch), "batches_done": int(done)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        position = checkpoint.get("zoo_data_position") or {}
+        self.resume_position = (int(position.get("epoch", 0)), int(position.get("batches_done", 0)))
+
     def training_step(self, batch, batch_idx):
         loss, metrics = self.task.loss(self.model, batch)
         if not torch.isfinite(loss):
@@ -59,8 +89,9 @@ class ZooModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss, metrics = self.task.loss(self.model, batch)
         n = self.task.batch_size_of(batch)
-        self.log("val/loss", loss, prog_bar=True, batch_size=n)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=n)
+        # epoch-level metrics are averaged over every rank's shard under DDP
+        self.log("val/loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         name = self.recipe["optimizer"]
@@ -82,10 +113,66 @@ class TaskDataModule(L.LightningDataModule):
         self.task, self.batch_size = task, batch_size
 
     def train_dataloader(self):
-        return self.task.dataloader("train", self.batch_size)
+        loader = self.task.dataloader("train", self.batch_size)
+        position = getattr(self.trainer.lightning_module, "resume_position", None)
+        if position is not None:  # a resumed run: continue the interrupted epoch's own order
+            _start_at(loader, *position)
+        return loader
 
     def val_dataloader(self):
         return self.task.dataloader("val", self.batch_size)
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (int(seed) * 1_000_003 + int(step) * 7_919 + int(rank)) % (2**63 - 1)
+
+
+def _start_at(loader, epoch: int, done: int) -> None:
+    """Make ``loader``'s next epoch ``epoch`` minus its first ``done`` batches (a resume)."""
+    n = len(loader)
+    if done >= n:  # the snapshot was taken at the end of an epoch
+        epoch, done = epoch + 1, 0
+    for sampler, unit in ((loader.batch_sampler, 1), (loader.sampler, loader.batch_size or 1)):
+        if hasattr(sampler, "start_at"):
+            sampler.start_at(epoch, done * unit)
+            return
+    if done:
+        logging.getLogger(__name__).warning("the train loader's sampler has no start_at(); the resumed epoch restarts "
+                                            "its data stream (use zoo.tasks.base.EpochShuffle for exact resumes)")
+
+
+class _Snapshot(Callback):
+    """One resumable ``last.ckpt``, refreshed every ``every`` steps and at each epoch end, written
+    atomically (a temporary file renamed over it), so a kill mid-write keeps the previous one."""
+
+    def __init__(self, path: Path, every: int | None):
+        self.path, self.every = Path(path), every
+
+    def _save(self, trainer) -> None:
+        tmp = self.path.with_name(".last.ckpt.tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it, rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("zoo-snapshot")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._save(trainer)
+
+
+class _WeightsOnlyCheckpointIO(TorchCheckpointIO):
+    """Resumes load ``.ckpt`` files with ``torch.load(weights_only=True)`` whatever torch's default,
+    so a planted ``.ckpt`` cannot run code."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"cannot resume from {path}: not a plain Lightning checkpoint ({first})") from None
 
 
 def run_dir(name: str, seed: int, root: Path | str = "runs") -> Path:
@@ -110,6 +197,38 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "h5py": h5py.__version__}
 
 
+def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
+    """Types and ranges of the recipe, before anything is built or allocated."""
+    def positive_int(key, allow_unset=False):
+        value = recipe[key]
+        if allow_unset and value in (None, -1):
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {key.replace('_', '-')} must be a positive integer, got {value!r}")
+
+    positive_int("max_steps", allow_unset=True)
+    positive_int("batch_size")
+    if recipe["max_epochs"] is not None:
+        positive_int("max_epochs")
+    lr = recipe["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{name}: lr must be a positive finite number, got {lr!r}")
+    if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
+        raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
+
+
+def _check_trainer_kwargs(trainer_kwargs: dict[str, Any]) -> None:
+    accelerator = str(trainer_kwargs.get("accelerator", "")).lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {accelerator}: no CUDA GPU is visible here; use --accelerator cpu (or auto)")
+    if accelerator == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError("--accelerator mps: no Apple GPU is visible here; use --accelerator cpu (or auto)")
+    for key in ("num_nodes",):
+        value = trainer_kwargs.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+
+
 def train(
     name: str,
     *,
@@ -120,28 +239,36 @@ def train(
     batch_size: int | None = None,
     lr: float | None = None,
     resume: bool = False,
-    out: Path | str | None = None,
     runs_root: Path | str = "runs",
     trainer_kwargs: dict[str, Any] | None = None,
     progress_bar: bool = True,
-) -> Path:
-    """Train entry ``name`` and write its HDF5 checkpoint; return the checkpoint's path.
+) -> Path | None:
+    """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
     ``overrides`` are builder keywords (``--set key=value``); ``max_steps`` .. ``lr`` override the
     entry's recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
-    precision, accelerator). With ``resume`` the run continues from ``runs/.../last.ckpt``.
-    ``out`` is the checkpoint folder (default: the zoo's ``checkpoints/``); its manifest is updated.
+    precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
+    file (with a manifest in the run folder) is written by rank 0 only; other ranks return ``None``.
+    Nothing is written to the shipped set: see :func:`zoo.checkpoint.export`.
     """
     entry = get_entry(name)
     overrides = dict(overrides or {})
-    given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr}
-    recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}}
-    if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
-        raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
+    trainer_kwargs = dict(trainer_kwargs or {})
     if entry.weights != "file":
         raise ValueError(f"{name} is a '{entry.weights}' entry: its weights come from its seed, there is nothing to train")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr}
+    recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
+    _check_recipe(name, recipe)
+    validate_overrides(entry, overrides)
+    _check_trainer_kwargs(trainer_kwargs)
+    directory = run_dir(name, seed, runs_root)
+    last = directory / "checkpoints" / "last.ckpt"
+    if resume and not last.exists():
+        raise FileNotFoundError(f"--resume: no {last} to resume from")
 
-    L.seed_everything(seed, workers=True)
+    L.seed_everything(seed, workers=True, verbose=False)
     the_task = make_task(name, seed=seed)
     if not the_task.trainable:
         raise ValueError(f"task {the_task.name} is not trainable")
@@ -149,11 +276,6 @@ def train(
     config.update(model_kwargs_from_task(entry, config))
     model = entry.builder(**config)
 
-    directory = run_dir(name, seed, runs_root)
-    last = directory / "checkpoints" / "last.ckpt"
-    if resume and not last.exists():
-        raise FileNotFoundError(f"--resume: no {last} to resume from")
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     trainer = L.Trainer(
@@ -163,36 +285,39 @@ def train(
         limit_val_batches=recipe["limit_val_batches"],
         val_check_interval=recipe["val_check_interval"],
         logger=CSVLogger(directory, name="logs"),
-        # monitor=None + save_top_k=1 keeps the newest checkpoint; save_last mirrors it as last.ckpt,
-        # refreshed every `checkpoint_every_n_steps` and at every epoch end.
-        callbacks=[ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=1,
-                                   every_n_train_steps=recipe["checkpoint_every_n_steps"]),
-                   ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=1,
-                                   filename="epoch{epoch}", save_on_train_epoch_end=True)],
+        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])],
+        enable_checkpointing=False,  # _Snapshot is the one checkpoint writer
+        use_distributed_sampler=False,  # the tasks' samplers shard themselves, reproducibly
+        plugins=[_WeightsOnlyCheckpointIO()],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         log_every_n_steps=10,
-        **(trainer_kwargs or {}),
+        **trainer_kwargs,
     )
+    last.parent.mkdir(parents=True, exist_ok=True)
     module = ZooModule(model, the_task, recipe)
     started = time.time()
-    trainer.fit(module, datamodule=TaskDataModule(the_task, recipe["batch_size"]),
-                ckpt_path=str(last) if resume else None)
+    try:
+        trainer.fit(module, datamodule=TaskDataModule(the_task, recipe["batch_size"]),
+                    ckpt_path=str(last) if resume else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1) after its own teardown
+            raise KeyboardInterrupt(_interrupted_message(name, seed, last)) from None
+        raise
     wall = time.time() - started
     if trainer.interrupted:
-        raise KeyboardInterrupt(f"training of {name} was interrupted; continue it with `zoo train {name} --resume`"
-                                f" (from {last}); no zoo checkpoint was written")
+        raise KeyboardInterrupt(_interrupted_message(name, seed, last))
     if not trainer.is_global_zero:
-        return entry.path
+        return None
     model = module.model.cpu().eval()
     if recipe["storage_dtype"] == "float16":  # evaluate exactly the weights that will be stored
         with torch.no_grad():
             for tensor in model.state_dict().values():
                 if tensor.is_floating_point():
                     tensor.copy_(tensor.half().float())
-    metrics = the_task.evaluate(model, "test", batch_size=recipe["eval_batch_size"])
+    with single_process():  # rank 0 evaluates the whole test split, not its DDP shard
+        metrics = the_task.evaluate(model, "test", batch_size=recipe["eval_batch_size"])
 
-    folder = Path(out) if out else ckpt.checkpoint_dir()
     recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr") if recipe[k] not in (None, -1)}
     card = {
         "name": name,
@@ -204,11 +329,19 @@ def train(
         "metrics": metrics,
         "training": {**recipe, "steps": trainer.global_step, "epochs": trainer.current_epoch,
                      "wall_time_s": round(wall, 1), "resumed": resume,
-                     "trainer": {k: str(v) for k, v in (trainer_kwargs or {}).items()}},
+                     "world_size": trainer.world_size,
+                     "trainer": {k: str(v) for k, v in trainer_kwargs.items()}},
         "seed": seed,
         "command": _remake_command(name, seed, recipe_args, overrides),
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return ckpt.save(folder / ckpt.file_name(name), name=name, state_dict=model.state_dict(), config=config,
+    return ckpt.save(directory / ckpt.file_name(name), name=name, state_dict=model.state_dict(), config=config,
                      card=card, storage_dtype=recipe["storage_dtype"])
+
+
+def _interrupted_message(name: str, seed: int, last: Path) -> str:
+    seed_flag = f" --seed {seed}" if seed else ""
+    if last.exists():
+        return f"interrupted; continue with `zoo train {name}{seed_flag} --resume` (from {last})"
+    return f"interrupted before the first snapshot; nothing to resume, start again with `zoo train {name}{seed_flag}`"

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..validation import check_value
 from .protocols import provides
 
 
@@ -54,6 +55,8 @@ class Analysis:
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise TypeError(f"analysis {self.name!r} takes {', '.join(self.defaults) or 'no parameters'}; got {', '.join(sorted(unknown))}")
+        for key, value in params.items():
+            check_value(f"analysis {self.name!r}: {key}", value, self.defaults[key])
         if not self.applies_to(model):
             raise TypeError(f"analysis {self.name!r} needs a model with the {self.protocol.__name__} protocol; "
                             f"{getattr(model, 'zoo_name', type(model).__name__)} does not provide it")

@@ -101,6 +101,8 @@ class _TextModel(nn.Module):
         or of ``<unk>`` tokens). Texts are truncated to ``max_len`` as in training; with no
         ``max_len`` a long text streams through in chunks, so memory stays bounded.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, Sequence):

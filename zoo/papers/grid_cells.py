@@ -36,7 +36,9 @@ def _network(settings: dict[str, Any]) -> dict[str, Any] | None:
     from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
 
     if not zoo.get_entry(NAME).path.exists():
-        return None
+        from zoo.registry import missing_weights_message
+
+        raise FileNotFoundError(missing_weights_message(NAME))
     model, task = zoo.load(NAME), zoo.task(NAME)
     card = zoo.card(NAME)
     stack = model.spatial_maps(task=task, n_positions=settings["n_positions"], bins=task.ratemap_bins)

@@ -243,8 +243,9 @@ def line_attractors(out_dir: Path, quick: bool) -> Section:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     names = shipped_entries()
     if not names:
-        return Section(title="Sentiment RNNs and line attractors (Maheswaranathan et al. 2019)",
-                       text="No sentiment checkpoints are shipped yet: run `zoo train sentiment-imdb/gru` etc.")
+        from zoo.registry import missing_weights_message
+
+        raise FileNotFoundError(missing_weights_message("sentiment-imdb/gru") + " (and the other sentiment entries)")
     settings = _QUICK if quick else _FULL
     if quick:  # one entry, preferring SST's short sentences
         names = sorted(names, key=lambda n: (not n.startswith("sentiment-sst/"), n))[:1]

@@ -1,11 +1,75 @@
-"""The task interface every task module implements, and the samplers that make training resumable."""
+"""The task interface every task module implements, and the samplers that make training resumable
+and distributed.
+
+Every sampler here draws its order from ``(seed, epoch)`` alone, so a run resumed from any
+snapshot sees exactly the batches an uninterrupted run would have seen (:meth:`start_at`), and
+under ``torch.distributed`` (Lightning's DDP) each rank takes a disjoint shard of the epoch
+(:func:`shard`), so the same code trains on one process or many.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import contextlib
+from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+T = TypeVar("T")
+_FORCE_SINGLE_PROCESS = False
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the running ``torch.distributed`` job, ``(0, 1)`` outside one."""
+    if _FORCE_SINGLE_PROCESS or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Samplers see the whole data inside this block, even in a DDP job (rank 0's final evaluation)."""
+    global _FORCE_SINGLE_PROCESS
+    before, _FORCE_SINGLE_PROCESS = _FORCE_SINGLE_PROCESS, True
+    try:
+        yield
+    finally:
+        _FORCE_SINGLE_PROCESS = before
+
+
+def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
+    """Rank ``rank``'s share of ``items``: ``items[rank::world]`` after padding by wrap-around to a
+    multiple of ``world``, so every rank gets ``ceil(len / world)`` items (as torch's
+    ``DistributedSampler`` does) and DDP's collective calls stay in step."""
+    items = list(items)
+    if world == 1 or not items:
+        return items
+    padded = items + items[: (-len(items)) % world]
+    return padded[rank::world]
+
+
+def sharded_len(n: int) -> int:
+    _, world = rank_and_world()
+    return -(-n // world)
+
+
+class ResumableOrder:
+    """Mixin: ``set_epoch`` (called by Lightning at each epoch start) and ``start_at`` (a resume)."""
+
+    epoch: int = 0
+    _skip: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def start_at(self, epoch: int, done: int) -> None:
+        """The next iteration is epoch ``epoch`` without its first ``done`` items (already trained on)."""
+        self.epoch, self._skip = int(epoch), int(done)
+
+    def _this_rank(self, order: Sequence[T]) -> Iterator[T]:
+        mine = shard(order, *rank_and_world())
+        skip, self._skip = self._skip, 0  # a resume skips once
+        return iter(mine[skip:])
 
 
 class Task:
@@ -71,27 +135,25 @@ class Task:
         return {k: v / max(count, 1) for k, v in totals.items()}
 
 
-class EpochShuffle(Sampler[int]):
-    """A shuffling sampler whose order depends only on ``(seed, epoch)``.
+class EpochShuffle(ResumableOrder, Sampler[int]):
+    """A sampler of ``range(n)`` whose order depends only on ``(seed, epoch)``; sharded under DDP.
 
-    Lightning calls ``set_epoch`` at the start of each epoch, so a run resumed from an
-    end-of-epoch ``.ckpt`` draws exactly the batches an uninterrupted run would have drawn.
+    Lightning calls ``set_epoch`` at the start of each epoch; the training harness calls
+    ``start_at`` on a resume, so a resumed run draws exactly the batches an uninterrupted run
+    would have drawn, from an end-of-epoch or a mid-epoch snapshot alike.
     """
 
     def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.n, self.seed, self.shuffle = n, seed, shuffle
 
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
-            return iter(range(self.n))
+            return self._this_rank(range(self.n))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return self._this_rank(torch.randperm(self.n, generator=g).tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return sharded_len(self.n)
 
 
 class GeneratedBatches(Dataset):
@@ -117,17 +179,14 @@ class GeneratedBatches(Dataset):
         return DataLoader(self, batch_size=None, sampler=self.sampler)
 
 
-class _OffsetSampler(Sampler[int]):
-    """Yields ``epoch * n + i``: a fresh, reproducible stream of batch indices per epoch."""
+class _OffsetSampler(ResumableOrder, Sampler[int]):
+    """Yields ``epoch * n + i``: a fresh, reproducible stream of batch indices per epoch (sharded under DDP)."""
 
     def __init__(self, n: int):
-        self.n, self.epoch = n, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.n = n
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+        return self._this_rank(range(self.epoch * self.n, (self.epoch + 1) * self.n))
 
     def __len__(self) -> int:
-        return self.n
+        return sharded_len(self.n)

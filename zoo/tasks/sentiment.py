@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .base import Task
+from .base import Task, ResumableOrder, sharded_len
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -384,28 +384,25 @@ def _collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return ids, lengths, torch.tensor([y for _, y in items], dtype=torch.int64)
 
 
-class BucketBatches(Sampler[list[int]]):
+class BucketBatches(ResumableOrder, Sampler[list[int]]):
     """Batches of similar-length reviews, reproducible from ``(seed, epoch)`` (``set_epoch``).
 
     Shuffled: a permutation drawn from ``(seed, epoch)`` is cut into pools of ``pool`` batches,
     each pool is sorted by length and cut into batches, and the batch order is shuffled.
     Not shuffled (evaluation): batches of length-sorted reviews, which wastes no padding.
+    Under DDP each rank takes a disjoint shard of the batches; ``start_at`` resumes mid-epoch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shuffle: bool, pool: int = 50):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
         b = self.batch_size
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            return iter([order[i:i + b].tolist() for i in range(0, len(order), b)])
+            return self._this_rank([order[i:i + b].tolist() for i in range(0, len(order), b)])
         rng = np.random.default_rng([self.seed, self.epoch])
         perm = rng.permutation(len(self.lengths))
         batches = []
@@ -413,10 +410,10 @@ class BucketBatches(Sampler[list[int]]):
             chunk = perm[start:start + b * self.pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i:i + b].tolist() for i in range(0, len(chunk), b)]
-        return iter([batches[i] for i in rng.permutation(len(batches))])
+        return self._this_rank([batches[i] for i in rng.permutation(len(batches))])
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return sharded_len(-(-len(self.lengths) // self.batch_size))
 
 
 # ----------------------------------------------------------------------------- tasks
