@@ -146,3 +146,90 @@ def test_large_config_and_manifest_contents(tmp_path):
 def test_bad_storage_dtype(tmp_path):
     with pytest.raises(ValueError, match="storage_dtype"):
         _save(tmp_path / "x.h5", storage_dtype="int8")
+
+
+def _write_raw(path, build):
+    """An HDF5 file in the zoo's layout whose /params ``build(group, folder)`` fills, recorded in the manifest."""
+    import h5py
+
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs["format_version"] = ckpt.FORMAT_VERSION
+        f.attrs["name"], f.attrs["config"], f.attrs["card"] = "toy/model", "{}", "{}"
+        build(f, path.parent)
+    ckpt.record_in_manifest(path, "toy/model")
+    return path
+
+
+def _external(f, folder):
+    outside = folder / "outside.bin"
+    np.arange(4, dtype=np.float32).tofile(outside)
+    f.create_group("params").create_dataset("w", shape=(4,), dtype="f4", external=[(str(outside), 0, 16)])
+
+
+def _virtual(f, folder):
+    import h5py
+
+    with h5py.File(folder / "source.h5", "w") as src:
+        src["x"] = np.ones(4, np.float32)
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+    layout[:] = h5py.VirtualSource(str(folder / "source.h5"), "x", shape=(4,))
+    f.create_group("params").create_virtual_dataset("w", layout)
+
+
+def _external_link(f, folder):
+    import h5py
+
+    with h5py.File(folder / "other.h5", "w") as other:
+        other["w"] = np.ones(4, np.float32)
+    f.create_group("params")["w"] = h5py.ExternalLink(str(folder / "other.h5"), "w")
+
+
+def _params_is_a_dataset(f, folder):
+    f["params"] = np.ones(3, np.float32)
+
+
+def _object_dtype(f, folder):
+    import h5py
+
+    f.create_group("params").create_dataset("w", data=["a", "b"], dtype=h5py.string_dtype())
+
+
+@pytest.mark.parametrize("build, reason", [
+    (_external, "external file"), (_virtual, "virtual dataset"), (_external_link, "ExternalLink"),
+    (_params_is_a_dataset, "must be a group"), (_object_dtype, "only numeric tensors"),
+])
+def test_data_outside_the_verified_bytes_is_refused(tmp_path, build, reason):
+    """The sha256 covers the file's own bytes; HDF5 can point at bytes elsewhere, which it would not."""
+    path = _write_raw(tmp_path / "toy__model.h5", build)
+    ckpt.verify(path)  # the file itself matches its manifest ...
+    with pytest.raises(CheckpointError, match=reason) as err:
+        ckpt.load(path)  # ... but its weights are refused
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("record", [{"sha256": "ab"}, "string", {"name": "x", "sha256": "0" * 64, "size": "12"}, []])
+def test_malformed_manifest_records_name_the_manifest(tmp_path, record):
+    path = _save(tmp_path / "toy__model.h5")
+    manifest = tmp_path / ckpt.MANIFEST
+    doc = json.loads(manifest.read_text())
+    doc["files"][path.name] = record
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="manifest record") as err:
+        ckpt.load(path)
+    assert str(manifest) in str(err.value)
+
+
+def test_export_refuses_to_replace_and_tampered_runs(tmp_path):
+    run = _save(tmp_path / "run" / "toy__model.h5")
+    shipped = tmp_path / "shipped"
+    target = ckpt.export(run, shipped)
+    assert ckpt.load(target)[0] == "toy/model"
+    other = _save(tmp_path / "run2" / "toy__model.h5", seed=1)
+    with pytest.raises(FileExistsError, match="--replace"):
+        ckpt.export(other, shipped)
+    data = bytearray(other.read_bytes())
+    data[len(data) // 2] ^= 1
+    other.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        ckpt.export(other, shipped, replace=True)
+    assert ckpt.load(target)[3]["layer.weight"].tobytes() == _state(0)["layer.weight"].numpy().tobytes()

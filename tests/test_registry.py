@@ -1,5 +1,7 @@
 """Registry behaviour: names, wildcards, suggestions, overrides, seeds, cards."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,3 +94,35 @@ def test_task_lookup():
     assert zoo.task("random-net/tanh").name == "random-net"
     with pytest.raises(KeyError, match="unknown task"):
         tasks.get_task("random_net")
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    ({"depth": 2.5}, TypeError, "depth must be an integer .*got 2.5"),
+    ({"sigma_w2": float("nan")}, ValueError, "sigma_w2 must be finite"),
+    ({"sigma_w2": "big"}, TypeError, "sigma_w2 must be a number"),
+    ({"width": 0}, ValueError, "width is a count or size and must be a positive integer, got 0"),
+    ({"widht": 10}, TypeError, r"widht \(did you mean width\?\)"),
+    ({"width": 10**6}, ValueError, "more than this machine's"),  # refused on the meta device, nothing allocated
+])
+def test_bad_overrides_fail_before_building(overrides, error, match):
+    with pytest.raises(error, match=match):
+        zoo.load("random-net/tanh", **overrides)
+
+
+def test_list_models_needs_a_pattern_string():
+    with pytest.raises(TypeError, match="shell wildcard"):
+        zoo.list_models(None)
+
+
+def test_tampered_config_is_refused_before_allocation(ckpt_dir):
+    """A config that does not build the stored tensors (here a 10^6-wide embedding, 29 GB) is caught on
+    the meta device, even when the attacker also rewrote the manifest."""
+    from zoo import checkpoint as ckpt
+
+    name = "sentiment-sst/bow"
+    shipped = Path(zoo.__file__).parent / "checkpoints" / ckpt.file_name(name)
+    stored, config, card, arrays = ckpt.load(shipped)
+    ckpt.save(ckpt_dir / shipped.name, name=stored, config={**config, "embed_size": 10**6}, card=card,
+              state_dict={k: torch.from_numpy(v.astype("float32")) for k, v in arrays.items()})
+    with pytest.raises(zoo.CheckpointError, match="config does not match its tensors"):
+        zoo.load(name)
