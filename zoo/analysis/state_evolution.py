@@ -486,7 +486,7 @@ def _noise_side(noise: Law, loss: Penalty, alpha: Tensor, q_s: Tensor, lam_r: Te
 
 
 def m_estimator_state_evolution(alpha, signal, noise, reg: Penalty, loss: Penalty, *, signal_var: float = 1.0,
-                                noise_var: float = 1.0, rho: float = 0.1, damping: float = 0.5, tol: float = 1e-12,
+                                noise_var: float = 1.0, rho: float = 0.1, damping: float = 0.8, tol: float = 1e-12,
                                 max_iter: int = 5000, quad: Quadrature = Quadrature()) -> StateEvolution:
     """Solve the four M-estimation equations (module docstring) for each ``alpha`` (1-D tensor).
 

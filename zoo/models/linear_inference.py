@@ -26,6 +26,7 @@ function of its config (prior, noise, alpha, variances), so the seed is recorded
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -244,12 +245,38 @@ def amp(X: torch.Tensor, y: torch.Tensor, signal: se.Law, noise: se.Law, *, tol:
 # the estimator module
 # ---------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=256)
+def _penalties(estimator: str, signal: se.Law, noise: se.Law, alpha: float):
+    """``(regulariser, loss)`` of an M-estimator (``(None, None)`` for AMP); cached, so loads are cheap."""
+    if estimator == "map":
+        return se.map_penalty(signal), se.map_penalty(noise)
+    if estimator == "ridge":
+        return se.ridge_penalty(signal, noise)
+    if estimator == "optimal":
+        return se.optimal_penalties(alpha, signal, noise)[:2]
+    return None, None
+
+
+@functools.lru_cache(maxsize=256)
+def _theory(estimator: str, signal: se.Law, noise: se.Law, alpha: float) -> se.StateEvolution:
+    """The estimator's state evolution at ``alpha`` (cached)."""
+    a = torch.tensor([alpha], dtype=torch.float64)
+    if estimator in ("map", "ridge"):
+        reg, loss = _penalties(estimator, signal, noise, alpha)
+        return se.m_estimator_state_evolution(a, signal, noise, reg, loss)
+    if estimator == "optimal":
+        return se.optimal_state_evolution(a, signal, noise, signal_var=signal.var, noise_var=noise.var)
+    bayes = se.mmse_state_evolution(a, signal, noise)
+    return se.StateEvolution(a, bayes.amp_mse, bayes.amp_q_d, bayes.amp_q_d, bayes.amp_mse, 0, "replica")
+
+
 class LinearEstimator(nn.Module):
     """One estimator of ``s0`` from ``(X, y)``; ``forward(X [B, N, P], y [B, N]) -> s_hat [B, P]``.
 
-    ``theory_mse`` holds the asymptotic per-component error of this estimator at the configured
-    ``alpha`` (state evolution), and the buffers ``q_s``, ``q_d`` the fixed point it is built on.
-    The last solve's :class:`SolveInfo` is kept in ``last_info``.
+    ``theory`` is the estimator's state evolution at the configured ``alpha`` (computed on first
+    use) and ``theory_mse`` its asymptotic per-component error. The last solve's
+    :class:`SolveInfo` is kept in ``last_info``. There are no tensors to store: the optimal
+    M-estimator's penalties are functions of the config (:func:`_penalties`).
     """
 
     def __init__(self, estimator: str, prior: str, noise: str, alpha: float, signal_var: float, noise_var: float,
@@ -263,24 +290,18 @@ class LinearEstimator(nn.Module):
             raise ValueError("noise must be 'gaussian' or 'laplace'")
         self.signal, self.noise = se.Law(prior, signal_var, rho), se.Law(noise, noise_var, rho)
         self.estimator, self.alpha, self.tol, self.max_iter = estimator, float(alpha), float(tol), int(max_iter)
-        a = torch.tensor([self.alpha], dtype=torch.float64)
-        if estimator == "map":
-            self.reg, self.loss = se.map_penalty(self.signal), se.map_penalty(self.noise)
-            fp = se.m_estimator_state_evolution(a, self.signal, self.noise, self.reg, self.loss)
-        elif estimator == "ridge":
-            self.reg, self.loss = se.ridge_penalty(self.signal, self.noise)
-            fp = se.m_estimator_state_evolution(a, self.signal, self.noise, self.reg, self.loss)
-        elif estimator == "optimal":
-            self.reg, self.loss, bayes = se.optimal_penalties(self.alpha, self.signal, self.noise)
-            fp = se.StateEvolution(a, bayes.mse, bayes.q_d, bayes.q_d, bayes.mse, 0, "replica")
-        else:
-            self.reg = self.loss = None
-            bayes = se.mmse_state_evolution(a, self.signal, self.noise)
-            fp = se.StateEvolution(a, bayes.amp_mse, bayes.amp_q_d, bayes.amp_q_d, bayes.amp_mse, 0, "replica")
-        self.register_buffer("q_s", fp.mse.clone())
-        self.register_buffer("q_d", fp.q_d.clone())
-        self.theory_mse = float(fp.mse[0])
+        with torch.device("cpu"):  # the registry may build under a meta-device context; theory runs on CPU
+            self.reg, self.loss = _penalties(estimator, self.signal, self.noise, self.alpha)
         self.last_info: SolveInfo | None = None
+
+    @property
+    def theory(self) -> se.StateEvolution:
+        with torch.device("cpu"):
+            return _theory(self.estimator, self.signal, self.noise, self.alpha)
+
+    @property
+    def theory_mse(self) -> float:
+        return float(self.theory.mse[0])
 
     def extra_repr(self) -> str:
         return f"{self.estimator}: prior={self.signal.kind}, noise={self.noise.kind}, alpha={self.alpha:g}, reg={self.reg!r}, loss={self.loss!r}"
