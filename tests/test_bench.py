@@ -82,3 +82,39 @@ def test_markdown_table_escapes_pipes_in_cells():
     header, rule, row = table.splitlines()
     assert row == "| a | q = \\|\\|F(h) - h\\|\\|^2 | 0.5 |"
     assert row.replace("\\|", "").count("|") == header.count("|") == 4
+
+
+def test_concurrent_benches_compute_each_result_once(tmp_path):
+    """Two bench processes on one cache: every (entry, analysis, params) is computed once, and the
+    cache ends with every result (neither process's copy-modify-rename loses the other's)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import h5py
+
+    script = tmp_path / "bench_once.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from zoo.analysis import AnalysisResult, LayeredMap, register_analysis
+        from zoo.analysis.bench import bench
+
+        @register_analysis("slow-count", protocol=LayeredMap)
+        def slow_count(model, task, *, n: int = 1):
+            with open({str(tmp_path / 'calls.txt')!r}, "a") as f:
+                f.write(model.zoo_name + "\\n")
+            time.sleep(0.5)
+            return AnalysisResult({{"depth": model.depth}})
+
+        rows = bench(["slow-count"], pattern="random-net/*", out_dir={str(tmp_path / 'out')!r}, progress=False)
+        print(sorted(r["status"] for r in rows["slow-count"]))
+    """))
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    calls = (tmp_path / "calls.txt").read_text().split()
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 5  # five random-net entries, each once
+    with h5py.File(tmp_path / "out" / "slow-count.h5") as f:
+        assert len(f) == 5
+    statuses = [eval(o.strip().splitlines()[-1]) for o in outs]
+    assert sorted(s for st in statuses for s in st).count("ok") == 5

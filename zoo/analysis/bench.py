@@ -4,17 +4,24 @@ Results are cached in ``<out>/<analysis>.h5``, one group per key
 ``sha256(checkpoint fingerprint | analysis name | version | parameters)``, so a result is reused
 only for the same weights, the same analysis code version and the same parameters. Failures are
 recorded per entry and never stop the run. A CSV and a Markdown table summarise each analysis.
+
+Several benches may share one cache folder: a result being computed holds an exclusive lock on
+``<out>/.locks/<key>.lock`` (a second bench waits for it, then reads the cached result instead of
+computing it again), and each write to ``<analysis>.h5`` (copy, add, rename) holds the file's own
+lock, so no bench loses another's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -38,10 +45,19 @@ def _read_cached(path: Path, key: str) -> dict[str, Any] | None:
         return None  # an unreadable cache is recomputed, never trusted
 
 
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock`` (created if needed), released on exit, even on a crash."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def _store(path: Path, key: str, entry: str, params: dict[str, Any], result: AnalysisResult) -> None:
     from zoo.checkpoint import atomic_path
 
-    with atomic_path(path) as tmp:
+    with _locked(path.with_name(f".{path.name}.lock")), atomic_path(path) as tmp:
         if path.exists():
             shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
@@ -101,16 +117,19 @@ def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None
                 continue
             key = result_key(model.zoo_fingerprint, analysis.name, analysis.version, run_params)
             cached = _read_cached(cache, key)
-            if cached is not None:
-                rows.append({"entry": name, "status": "cached", **cached})
-                continue
-            try:
-                result = analysis(model, zoo.task(name), **own_params)
-            except Exception as err:  # recorded per entry, the bench goes on
-                rows.append({"entry": name, "status": f"failed: {type(err).__name__}: {err}"})
-                continue
-            _store(cache, key, name, run_params, result)
-            rows.append({"entry": name, "status": "ok", **result.summary})
+            if cached is None:
+                with _locked(out_dir / ".locks" / f"{key}.lock"):  # one bench computes, the others wait
+                    cached = _read_cached(cache, key)
+                    if cached is None:
+                        try:
+                            result = analysis(model, zoo.task(name), **own_params)
+                        except Exception as err:  # recorded per entry, the bench goes on
+                            rows.append({"entry": name, "status": f"failed: {type(err).__name__}: {err}"})
+                            continue
+                        _store(cache, key, name, run_params, result)
+                        rows.append({"entry": name, "status": "ok", **result.summary})
+                        continue
+            rows.append({"entry": name, "status": "cached", **cached})
         tables[analysis_name] = rows
         _write_summaries(out_dir / analysis_name, rows)
     return tables

@@ -49,6 +49,7 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .protocols import RecurrentDynamics
 from .registry import AnalysisResult, register_analysis
@@ -303,7 +304,7 @@ def _adam_phase(step: StepFn, h: torch.Tensor, x: torch.Tensor, iters: int, lr: 
     v = torch.zeros_like(h)
     t = torch.zeros(len(h), 1, dtype=h.dtype)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for _ in range(iters):
+    for _ in tqdm(range(iters), desc="fixed points: Adam", leave=False, disable=None):  # shown on a terminal
         if len(active) == 0:
             break
         ha = h[active].requires_grad_(True)
@@ -406,7 +407,7 @@ def _lm_polish(dynamics: Any, h: torch.Tensor, x: torch.Tensor, iters: int, q_to
     q_ref, g_ref = q.clone(), grad.clone()  # for the stall rule
     since = torch.zeros(len(h), dtype=torch.long)
 
-    for _ in range(iters):
+    for _ in tqdm(range(iters), desc="fixed points: LM polish", leave=False, disable=None):
         if len(rows) == 0:
             break
         d, ok = lm_step(rows)

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from torch import nn
 
 from ..registry import register
@@ -144,7 +145,7 @@ class GridRNN(nn.Module):
         n_batches = max(1, math.ceil(n_positions / per_batch))
         sums = torch.zeros(self.hidden_size, bins * bins, dtype=torch.float64)
         counts = torch.zeros(bins * bins, dtype=torch.float64)
-        for _ in range(n_batches):
+        for _ in tqdm(range(n_batches), desc="ratemaps", leave=False, disable=None):  # shown on a terminal
             velocity, init_code, _, position = task.make_batch(g, batch_size)
             states = self.hidden(velocity, init_code).reshape(-1, self.hidden_size)
             s, c = ratemaps(position.reshape(-1, 2), states, bins, task.extent, reduce="sum")
