@@ -57,10 +57,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+from .registry import AnalysisResult, register_analysis
 
 Tensor = torch.Tensor
 _DT = torch.float64
@@ -758,3 +760,43 @@ def moreau_envelope(f: Callable[[Tensor], Tensor], x: Tensor, lam: float, *, hal
         left = obj(c) < obj(d)
         a, b = torch.where(left, a, c), torch.where(left, d, b)
     return obj(0.5 * (a + b)).reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registered analysis: theory against simulation for any linear-inference estimator
+# ---------------------------------------------------------------------------------------------
+
+@runtime_checkable
+class LinearEstimator(Protocol):
+    """An estimator of ``s0`` from ``(X [B, N, P], y [B, N])``: ``model(X, y) -> s_hat [B, P]``, with its
+    configured ``alpha``, its asymptotic error ``theory_mse`` (state evolution) and ``estimator`` name."""
+
+    estimator: str
+    alpha: float
+    theory_mse: float
+
+
+@register_analysis("state-evolution", protocol=LinearEstimator, version="1", quick_params={"P": 100, "problems": 2})
+def state_evolution_check(model, task, *, P: int = 500, problems: int = 8, seed: int = 0) -> AnalysisResult:
+    """Simulated per-component MSE on ``problems`` fresh problems of size ``P`` against the state-evolution value.
+
+    ``task`` must offer ``problems(batch_size, index, split, P) -> (X, y, s0)`` at the model's ``alpha``.
+    Summary: ``theory_mse``, ``simulated_mse``, ``simulated_mse_se`` (standard error over problems),
+    ``z`` (their difference in standard errors), ``P``, ``problems``.
+    """
+    if P < 2 or problems < 1:
+        raise ValueError(f"need P >= 2 and problems >= 1, got P={P}, problems={problems}")
+    X, y, s0 = task.problems(problems, index=seed, split="test", P=P)
+    if abs(X.shape[1] / X.shape[2] - model.alpha) > 0.5 / X.shape[2] + 1e-12:
+        raise ValueError(f"the task's N/P = {X.shape[1]}/{X.shape[2]} differs from the model's alpha = {model.alpha:g}")
+    with torch.no_grad():
+        err = ((model(X, y) - s0) ** 2).mean(-1).double()
+    mean = float(err.mean())
+    sem = float(err.std() / math.sqrt(problems)) if problems > 1 else float("inf")
+    theory = float(model.theory_mse)
+    return AnalysisResult(
+        summary={"estimator": model.estimator, "alpha": float(model.alpha), "P": int(P), "problems": int(problems),
+                 "theory_mse": theory, "simulated_mse": mean, "simulated_mse_se": sem,
+                 "z": (mean - theory) / sem if sem > 0 else 0.0},
+        arrays={"errors": err.numpy()},
+    )

@@ -94,7 +94,7 @@ def fista(X: torch.Tensor, y: torch.Tensor, loss: se.Penalty, reg: se.Penalty, *
 
     FISTA with step ``1 / (sup loss'' * 1.02 ||X||^2)`` per problem and gradient-based adaptive
     restart. Stops when every problem's proximal-gradient mapping has RMS below ``tol`` (or
-    ``stop(s) -> [B] bool`` says so, checked every ``check_every`` iterations).
+    ``stop(s, residual y - X s, gradient) -> [B] bool`` says so; checked every ``check_every`` iterations).
     Returns ``(s [B, P], SolveInfo)``.
     """
     _check_problem(X, y)
@@ -117,11 +117,12 @@ def fista(X: torch.Tensor, y: torch.Tensor, loss: se.Penalty, reg: se.Penalty, *
         z = s_new + beta * (s_new - s)
         s, mom = s_new, mom_new
         if it % check_every == 0:
-            g = -_tmv(X, loss.grad(y - _mv(X, s)))
+            u = y - _mv(X, s)
+            g = -_tmv(X, loss.grad(u))
             res = (s - reg.prox(s - t * g, t)).norm(dim=-1) / (t[:, 0] * math.sqrt(P))
             done = res < tol
             if stop is not None:
-                done = done | stop(s)
+                done = done | stop(s, u, g)
             if bool(done.all()):
                 return s, SolveInfo(it, res, True)
     return s, SolveInfo(it, res, False)
@@ -158,12 +159,15 @@ def primal_dual(X: torch.Tensor, y: torch.Tensor, loss: se.Penalty, reg: se.Pena
     return s, SolveInfo(it, res, False)
 
 
-def lasso_duality_gap(X, y, s, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def lasso_duality_gap(X, y, s, lam: float, r: torch.Tensor | None = None, Xtr: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(primal, gap)`` of ``|y - X s|^2 / 2 + lam |s|_1`` per problem, with the dual point
-    ``nu = r min(1, lam / |X^T r|_inf)``, ``r = y - X s`` (the usual LASSO certificate)."""
-    r = y - _mv(X, s)
+    ``nu = r min(1, lam / |X^T r|_inf)``, ``r = y - X s`` (the usual LASSO certificate); ``r`` and
+    ``X^T r`` are computed unless given."""
+    r = y - _mv(X, s) if r is None else r
+    Xtr = _tmv(X, r) if Xtr is None else Xtr
     primal = 0.5 * (r * r).sum(-1) + lam * s.abs().sum(-1)
-    scale = torch.clamp(lam / _tmv(X, r).abs().amax(-1), max=1.0)[:, None]
+    scale = torch.clamp(lam / Xtr.abs().amax(-1), max=1.0)[:, None]
     nu = r * scale
     dual = 0.5 * (y * y).sum(-1) - 0.5 * ((y - nu) ** 2).sum(-1)
     return primal, primal - dual
@@ -173,8 +177,8 @@ def lasso(X: torch.Tensor, y: torch.Tensor, lam: float, *, gap_tol: float = 1e-1
           check_every: int = 10) -> tuple[torch.Tensor, SolveInfo]:
     """``argmin |y - X s|^2 / 2 + lam |s|_1`` per problem by FISTA, stopped when every problem's
     duality gap is below ``gap_tol`` times its primal objective (a certificate of relative accuracy)."""
-    def stop(s):
-        primal, gap = lasso_duality_gap(X, y, s, lam)
+    def stop(s, r, grad):
+        primal, gap = lasso_duality_gap(X, y, s, lam, r, -grad)
         return gap <= gap_tol * primal
 
     return fista(X, y, se.Quadratic(1.0), se.Absolute(1.0 / lam), tol=0.0, max_iter=max_iter, check_every=check_every, stop=stop)
