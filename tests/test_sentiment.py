@@ -268,6 +268,9 @@ def test_predict_bad_input(cell):
         model.predict(["good", 3])
     with pytest.raises(TypeError, match="string"):
         model.predict(5)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            model.predict(["good"], batch_size=bad)
 
 
 @pytest.mark.parametrize("cell", ("gru", "bow"))

@@ -106,7 +106,7 @@ def cmd_list(args) -> int:
         entry = zoo.get_entry(name)
         shipped = entry.weights == "seed" or entry.path.exists()
         rows.append({"name": name, "task": entry.task, "weights": entry.weights,
-                     "available": "yes" if shipped else "train first", "paper": entry.paper})
+                     "available": "yes" if shipped else "no weights: see `zoo info`", "paper": entry.paper})
     _emit(args, rows, _table(rows))
     return 0
 
