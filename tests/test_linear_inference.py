@@ -186,7 +186,7 @@ def test_least_absolute_deviations_against_linear_program():
     B, N, P, bn, bs = 1, 60, 30, 0.8, 0.5
     X, g = _design(B, N, P, 2)
     y = torch.bmm(X, torch.randn(B, P, 1, generator=g, dtype=T)).squeeze(-1) + torch.randn(B, N, generator=g, dtype=T)
-    s, info = li.primal_dual(X, y, se.Absolute(bn), se.Absolute(bs), tol=1e-9, max_iter=200000)
+    s, info = li.admm(X, y, se.Absolute(bn), se.Absolute(bs), tol=1e-10)
     assert info.converged
     # LP: min sum t/bn + sum u/bs, -t <= y - X s <= t, -u <= s <= u; variables [s, t, u]
     Xn, yn = X[0].numpy(), y[0].numpy()

@@ -14,7 +14,7 @@ Report section "m-estimation", default setting: Laplace signal and Gaussian nois
 
 The card record is remade (minutes, one core) with::
 
-    OMP_NUM_THREADS=1 python -m zoo.papers.m_estimation --measure --P 500 1000 2000 --problems 24 12 8
+    OMP_NUM_THREADS=1 python -m zoo.papers.m_estimation --measure --P 500 1000 2000 --problems 24 24 24 --seed 3000
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def simulate(alphas, P: int, problems: int, seed: int = MEASURE_SEED, chunk_elem
     return out
 
 
-def measure(P_list, problems_list, path: Path | None = None) -> dict:
+def measure(P_list, problems_list, path: Path | None = None, seed: int = MEASURE_SEED) -> dict:
     """Simulate the card alphas at each ``P`` and write the record behind the cards' metrics."""
     from zoo.checkpoint import write_text_atomic
     from zoo.models.linear_inference import METRICS_FILE
@@ -93,17 +93,18 @@ def measure(P_list, problems_list, path: Path | None = None) -> dict:
     t0 = time.time()
     for P, n in zip(P_list, problems_list):
         t = time.time()
-        by_P[str(P)] = {"problems": n, "wall_s": None, "results": simulate(CARD_ALPHAS, P, n)}
+        by_P[str(P)] = {"problems": n, "wall_s": None, "results": simulate(CARD_ALPHAS, P, n, seed=seed)}
         by_P[str(P)]["wall_s"] = round(time.time() - t, 1)
         print(f"P={P}: {by_P[str(P)]['wall_s']} s", flush=True)
     P_card = str(max(P_list))
     record = {
         "simulation": {"setting": "Laplace signal, Gaussian noise, unit variances", "P": int(P_card),
                        "problems_per_alpha": by_P[P_card]["problems"],
-                       "task_seeds": f"{MEASURE_SEED} + index of alpha in {list(CARD_ALPHAS)}",
+                       "task_seeds": f"{seed} + index of alpha in {list(CARD_ALPHAS)}",
                        "se": "standard error of the mean over independent problems",
                        "command": "OMP_NUM_THREADS=1 python -m zoo.papers.m_estimation --measure --P "
-                                  + " ".join(map(str, P_list)) + " --problems " + " ".join(map(str, problems_list)),
+                                  + " ".join(map(str, P_list)) + " --problems " + " ".join(map(str, problems_list))
+                                  + f" --seed {seed}",
                        "wall_s": round(time.time() - t0, 1), "torch": torch.__version__},
         "estimators": {},
         "by_P": {P: {"problems": d["problems"], "wall_s": d["wall_s"],
@@ -209,7 +210,6 @@ def _row(quantity: str, ours, paper, note: str = "") -> Row:
     return Row(quantity, f"{ours:.4f}" if isinstance(ours, float) else ours, f"{paper:.3f}" if isinstance(paper, float) else str(paper), note)
 
 
-@register_section("m-estimation", title="Optimal M-estimation in high dimensions (Advani & Ganguli 2016)")
 def m_estimation(out_dir: Path, quick: bool) -> Section:
     import matplotlib
 
@@ -220,6 +220,10 @@ def m_estimation(out_dir: Path, quick: bool) -> Section:
         return _section(Path(out_dir), quick)
     finally:
         torch.set_num_threads(threads)
+
+
+if __name__ != "__main__":  # `python -m zoo.papers.m_estimation` imports this module twice: register once
+    register_section("m-estimation", title="Optimal M-estimation in high dimensions (Advani & Ganguli 2016)")(m_estimation)
 
 
 def _section(out_dir: Path, quick: bool) -> Section:
@@ -285,13 +289,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--measure", action="store_true", help="simulate and write zoo/models/linear_inference_metrics.json")
     p.add_argument("--P", type=int, nargs="+", default=[500, 1000, 2000])
-    p.add_argument("--problems", type=int, nargs="+", default=[24, 12, 8])
+    p.add_argument("--problems", type=int, nargs="+", default=[24, 24, 24])
+    p.add_argument("--seed", type=int, default=MEASURE_SEED, help="task seed of the first alpha (the others follow)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if len(args.P) != len(args.problems):
         p.error("--P and --problems need the same number of values")
     if args.measure:
-        rec = measure(args.P, args.problems, args.out)
+        rec = measure(args.P, args.problems, args.out, args.seed)
         for e, d in rec["estimators"].items():
             print(e, {a: f"{d['simulated_mse'][a]:.4f}+-{d['simulated_mse_se'][a]:.4f} (th {d['theory_mse'][a]:.4f})" for a in d["theory_mse"]})
 
