@@ -20,6 +20,8 @@ _TASKS: dict[str, str] = {
     "path-integration": "zoo.tasks.path_integration:PathIntegration",
     "flip-flop": "zoo.tasks.flip_flop:FlipFlop",
     "linear-inference": "zoo.tasks.linear_inference:LinearInference",
+    "retina-natural": "zoo.tasks.retina:NaturalScenes",
+    "retina-whitenoise": "zoo.tasks.retina:WhiteNoise",
 }
 
 
