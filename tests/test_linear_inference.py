@@ -234,7 +234,7 @@ def test_recorded_card_metrics_agree_with_theory():
         assert set(m["theory_mse"]) == {"0.5", "1", "2", "4", "8"}
         for a in m["theory_mse"]:
             z = (m["simulated_mse"][a] - m["theory_mse"][a]) / m["simulated_mse_se"][a]
-            assert abs(z) < 2.0, (e, a, z)
+            assert abs(z) < 3.0, (e, a, z)  # 20 correlated comparisons: each within 3 SE (the report counts those within 2)
     assert rec["simulation"]["P"] >= 500
     card = zoo.card("linear-inference/optimal")
     if "theory_mse" not in card["metrics"]:
