@@ -294,3 +294,13 @@ def test_bad_data_raise():
         m(X, y.clone().index_fill_(1, torch.tensor([3]), float("nan")))
     with pytest.raises(ValueError, match="built for alpha = 1"):
         m(X[:, :25], y[:, :25])
+
+
+def test_bracketed_fallback_agrees_with_damped_iteration():
+    a = torch.tensor([0.7, 3.0], dtype=T)
+    damped = se.map_state_evolution(a)
+    forced = se.map_state_evolution(a, max_iter=2)  # not converged: every alpha goes to the bracketed solver
+    assert forced.method == "bracketed" and torch.allclose(forced.mse, damped.mse, rtol=1e-10, atol=0)
+    b_damped = se.mmse_state_evolution(a)
+    b_forced = se.mmse_state_evolution(a, max_iter=2)
+    assert torch.allclose(b_forced.mse, b_damped.mse, rtol=1e-10, atol=0)

@@ -543,16 +543,28 @@ def _verify(alpha, signal, noise, reg, loss, q_d, lam_s, q_s, lam_r, quad, tol: 
             f"(relative residuals {res[bad].tolist()})")
 
 
-def _bracket_root(f: Callable[[float], float], lo: float, hi: float, what: str) -> float:
+def _bracket_root(f: Callable[[float], float], lo: float, hi: float, what: str, step: float = 0.5, reach: float = 14.0) -> float:
+    """A root of ``f`` (a function of a log-variable) near ``[lo, hi]``: intervals of width ``step`` are
+    searched outward from the middle, alternately left and right, up to ``reach`` away, skipping
+    non-finite values (e.g. an estimator that returns all zeros); Brent's method then refines the
+    first bracket found."""
     from scipy.optimize import brentq
 
-    flo, fhi = f(lo), f(hi)
-    for _ in range(80):
-        if np.sign(flo) != np.sign(fhi):
-            return brentq(f, lo, hi, xtol=1e-15, rtol=1e-14, maxiter=500)
-        lo, hi = lo / 4, hi * 4
-        flo, fhi = f(lo), f(hi)
-    raise StateEvolutionError(f"no solution for {what}: the residual keeps one sign on [{lo:.3g}, {hi:.3g}]")
+    c = 0.5 * (lo + hi)
+    cache: dict[float, float] = {}
+
+    def val(x: float) -> float:
+        if x not in cache:
+            with np.errstate(all="ignore"):
+                cache[x] = f(x)
+        return cache[x]
+
+    for k in range(1, int(reach / step) + 1):
+        for a, b in ((c + (k - 1) * step, c + k * step), (c - k * step, c - (k - 1) * step)):
+            fa, fb = val(a), val(b)
+            if math.isfinite(fa) and math.isfinite(fb) and (fa == 0 or np.sign(fa) != np.sign(fb)):
+                return a if fa == 0 else brentq(f, a, b, xtol=1e-15, rtol=1e-14, maxiter=500)
+    raise StateEvolutionError(f"no solution for {what}: no sign change of the residual within exp(+-{reach:g}) of the start")
 
 
 def _bracketed(alpha: float, signal, noise, reg, loss, quad) -> tuple[float, float]:
