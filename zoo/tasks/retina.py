@@ -214,6 +214,29 @@ def _gaussian2d(sigma: float, radius: int) -> torch.Tensor:
     return g / g.sum()
 
 
+def correlate_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid 2-D cross-correlation of ``x [..., H, W]`` with ``kernel [k, k]`` by FFT: ``[..., H-k+1, W-k+1]``
+    (equal to ``F.conv2d`` without padding; a circular product on the H x W grid never wraps into it)."""
+    H, W = x.shape[-2:]
+    k = kernel.shape[-1]
+    size = (_fft_size(H), _fft_size(W))  # a 2-3-5-smooth grid >= H x W: fast, and still no wrap-around
+    spec = torch.fft.rfft2(x.float(), s=size) * torch.fft.rfft2(kernel.flip(-1, -2).float(), s=size)
+    return torch.fft.irfft2(spec, s=size)[..., k - 1:H, k - 1:W]
+
+
+def _fft_size(n: int) -> int:
+    """The smallest m >= n whose prime factors are 2, 3 and 5."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
 def causal_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """``y[..., t] = sum_j kernel[j] x[..., t - j]`` (zeros before t = 0), by FFT; ``x [..., T]``, ``kernel [K]``."""
     T, K = x.shape[-1], kernel.shape[-1]
@@ -276,9 +299,9 @@ class RetinaCircuit:
     # -- stages (each [..., T] along the last axis) ------------------------------------------
     def bipolar_drive(self, stimulus: torch.Tensor) -> torch.Tensor:
         """Linear drive ``u [2, grid, grid, T]`` (ON, OFF) of every subunit: DoG in space, biphasic in time."""
-        x = stimulus.float()[:, None]
-        sp = F.conv2d(F.pad(x, (self.radius,) * 4), self.dog[None, None], stride=self.p.subunit_spacing)
-        sp = sp[:, 0, :self.grid, :self.grid].permute(1, 2, 0)  # [grid, grid, T]
+        s = self.p.subunit_spacing
+        sp = correlate_valid(F.pad(stimulus.float(), (self.radius,) * 4), self.dog)  # [T, H, W], zero padding
+        sp = sp[:, ::s, ::s][:, :self.grid, :self.grid].permute(1, 2, 0)  # [grid, grid, T]
         return torch.stack([causal_filter(sp, self.k_on), causal_filter(sp, self.k_off)])
 
     def bipolar_output(self, drive: torch.Tensor) -> torch.Tensor:
@@ -296,8 +319,8 @@ class RetinaCircuit:
         sd ``amacrine_sigma`` and low-passed (delay 1 bin, time constant ``amacrine_tau``)."""
         pooled = bipolar.sum(0).permute(2, 0, 1)[:, None]  # [T, 1, grid, grid]
         ra = self.amacrine_space.shape[-1] // 2
-        pooled = F.conv2d(F.pad(pooled, (ra,) * 4, mode="replicate"), self.amacrine_space[None, None])
-        return causal_filter(pooled[:, 0].permute(1, 2, 0), self.k_amacrine)
+        pooled = correlate_valid(F.pad(pooled, (ra,) * 4, mode="replicate")[:, 0], self.amacrine_space)
+        return causal_filter(pooled.permute(1, 2, 0), self.k_amacrine)
 
     def _rates_exact(self, stimulus: torch.Tensor) -> torch.Tensor:
         drive = self.bipolar_drive(stimulus)
@@ -326,6 +349,16 @@ class RetinaCircuit:
             if progress is not None:
                 progress.update(stop - start)
         return out
+
+    @torch.no_grad()
+    def receptive_fields(self, n_frames: int = 3000, lags: int = 40, seed: int = 0) -> torch.Tensor:
+        """The true cells' spike-triggered averages of their rates to binary white noise (2-px checkers of
+        +-0.35 contrast, expressed in units of that contrast): ``[cells, lags, H, W]``, lag 0 = current frame."""
+        stim = white_noise(n_frames + lags - 1, torch.Generator().manual_seed(seed), self.p.size)
+        r = self.rates(stim)[:, lags - 1:].double()  # [cells, n_frames]
+        x = (stim / 0.35).double().reshape(len(stim), -1)
+        sta = torch.stack([r @ x[lags - 1 - j: lags - 1 - j + n_frames] for j in range(lags)], 1)
+        return (sta / r.sum(1)[:, None, None]).reshape(self.n_cells, lags, self.p.size, self.p.size).float()
 
     def spikes(self, rates: torch.Tensor, n_trials: int, generator: torch.Generator) -> torch.Tensor:
         """Spike counts ``[n_trials, cells, T]`` (int16) per 10 ms bin from ``rates [cells, T]`` (Hz).
@@ -603,15 +636,20 @@ class RetinaTask(Task):
     (bins per item), ``hist`` (bins of spike history for GLMs), ``val_fraction`` (last part of train),
     ``train_fraction`` (use only the first part of the training blocks: data-efficiency curves),
     ``train_frames`` / ``test_frames`` / ``n_repeats`` (size of the simulated set), ``retina_seed``
-    (the simulated cells' positions; the data's noise and stimuli follow ``seed``).
+    (the simulated cells' positions; the data's noise and stimuli follow ``seed``), ``stimulus_mean``
+    and ``stimulus_sd`` (the z-scoring; default: the train split's, recorded in the card's data so a
+    model can be evaluated on other data with its own training normalisation).
     """
 
     kind = ""
 
     def __init__(self, seed: int = 0, data_file: str | None = None, lags: int = 40, block: int = 25, hist: int = 20,
                  val_fraction: float = 0.1, train_fraction: float = 1.0, train_frames: int = 60_000,
-                 test_frames: int = 3_000, n_repeats: int = 20, retina_seed: int = 0):
+                 test_frames: int = 3_000, n_repeats: int = 20, retina_seed: int = 0,
+                 stimulus_mean: float | None = None, stimulus_sd: float | None = None):
         super().__init__(seed)
+        if (stimulus_mean is None) != (stimulus_sd is None) or (stimulus_sd is not None and not stimulus_sd > 0):
+            raise ValueError("give both stimulus_mean and stimulus_sd (> 0), or neither")
         if lags < 1 or block < 1 or hist < 1:
             raise ValueError(f"lags, block and hist must be positive, got {lags}, {block}, {hist}")
         if not 0 < train_fraction <= 1 or not 0 < val_fraction < 1:
@@ -622,7 +660,7 @@ class RetinaTask(Task):
         self.train_frames, self.test_frames, self.n_repeats = int(train_frames), int(test_frames), int(n_repeats)
         self.retina_seed = int(retina_seed)
         self._data: RetinaFile | None = None
-        self._stats: tuple[float, float] | None = None
+        self._stats = None if stimulus_sd is None else (float(stimulus_mean), float(stimulus_sd))
         self._circuit: RetinaCircuit | None = None
 
     # -- data -------------------------------------------------------------------------------
@@ -697,9 +735,10 @@ class RetinaTask(Task):
         return tuple(torch.stack(x) for x in zip(*items))
 
     def describe(self) -> dict[str, Any]:
+        mean, sd = self.stimulus_stats
         out: dict[str, Any] = {"task": self.name, "seed": self.seed, "lags": self.lags, "block": self.block,
                                "hist": self.hist, "bin_s": BIN_S, "val_fraction": self.val_fraction,
-                               "train_fraction": self.train_fraction}
+                               "train_fraction": self.train_fraction, "stimulus_mean": mean, "stimulus_sd": sd}
         if self.data_file:
             out["source"] = f"recording {self.data_file} (lab's HDF5 layout)"
         else:
