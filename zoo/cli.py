@@ -193,7 +193,7 @@ def cmd_bench(args) -> int:
     if not names:
         raise UsageError("no analyses are registered yet")
     tables = bench(names, pattern=args.pattern, params=_pairs(args.param, "--param"), out_dir=args.out,
-                   progress=not args.json)
+                   progress=not args.json, jobs=args.jobs)
     human = "\n\n".join(f"== {name} ({Path(args.out) / name}.h5, .csv, .md)\n{_table(rows)}" for name, rows in tables.items())
     _emit(args, tables, human)
     return 0
@@ -202,7 +202,8 @@ def cmd_bench(args) -> int:
 def cmd_figures(args) -> int:
     from .report import run_sections
 
-    results = run_sections(args.sections or None, Path(args.out), quick=args.quick)
+    results = run_sections(args.sections or None, Path(args.out), quick=args.quick, results_dir=args.results,
+                           jobs=args.jobs)
     failed = 0
     for name, section in results:
         if isinstance(section, Exception):
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pattern", default="*", help="only entries matching this wildcard")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="analysis parameter")
     p.add_argument("--out", default="results", help="folder for <analysis>.h5/.csv/.md (default: results)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="processes of one thread each (default: 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_bench)
 
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sections", nargs="*", help="report sections (default: all)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.add_argument("--quick", action="store_true", help="smaller, faster runs (seconds)")
+    p.add_argument("--results", default="results",
+                   help="the analysis cache shared with `zoo bench --out` (default: results)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="processes for the analyses (default: 1)")
     p.set_defaults(func=cmd_figures)
     return parser
 

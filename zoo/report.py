@@ -1,11 +1,18 @@
 """Report sections: each paper's figures and headline numbers beside the paper's values.
 
-    @register_section("transient-chaos", title="Transient chaos in random deep networks")
-    def transient_chaos(out_dir: Path, quick: bool) -> Section: ...
+    @register_section("line-attractors", title="...", needs=[("line-attractor", "sentiment-*/*")])
+    def line_attractors(out_dir: Path, quick: bool) -> Section:
+        results = analysis_results("line-attractor", "sentiment-*/*", quick)   # a view: no computing
+        ...
 
-``zoo figures`` runs the sections and writes ``REPORT.md`` with their PNG figures and one table
-of headline numbers (quantity, this zoo, the paper). ``quick`` asks for a smaller, faster run
-(used by the tests); the shipped defaults are for ``make demo``.
+A section is a view over the shared analysis layer: it declares the (analysis, entries) it
+``needs``, obtains their results through the bench's runner and content-keyed cache
+(:func:`zoo.analysis.bench.result_for`, at the analysis's default parameters, or its
+``quick_params`` when ``quick``), and only tabulates and draws. ``zoo bench`` followed by
+``zoo figures`` therefore computes each (analysis, entry, parameters) once, and the numbers in
+``results/*.md`` and in the report are the same numbers. ``zoo figures`` writes ``REPORT.md`` with
+the sections' PNG figures and one table of headline numbers (quantity, this zoo, the paper, a
+verdict), with a count of the verdicts at the top.
 """
 
 from __future__ import annotations
@@ -19,14 +26,48 @@ from typing import Any, Callable
 from .checkpoint import write_text_atomic
 
 
+VERDICTS = ("match", "near", "differs")
+
+
 @dataclass
 class Row:
-    """One headline number: ``quantity``, ``ours`` and ``paper`` (strings or numbers), ``note``."""
+    """One headline number: ``quantity``, ``ours`` and ``paper`` (strings or numbers), ``note``, and a
+    ``verdict``: "match" (within the stated tolerance of the paper's value), "near" (within twice
+    it), "differs", or "" for a number the paper does not give (see :func:`verdict`)."""
 
     quantity: str
     ours: Any
     paper: Any
     note: str = ""
+    verdict: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("", *VERDICTS):
+            raise ValueError(f"verdict must be one of {VERDICTS} or '', got {self.verdict!r}")
+
+
+def verdict(ours: float | None, target: float, tol: float, relative: bool = False) -> str:
+    """``"match"`` if ``|ours - target| <= tol`` (``tol * |target|`` if ``relative``), ``"near"`` within
+    twice that, else ``"differs"`` (also for a missing or non-finite value)."""
+    if ours is None or not isinstance(ours, (int, float)) or ours != ours or abs(ours) == float("inf"):
+        return "differs"
+    bound = tol * abs(target) if relative else tol
+    gap = abs(float(ours) - target)
+    return "match" if gap <= bound else "near" if gap <= 2 * bound else "differs"
+
+
+def at_least(ours: float | None, bound: float, slack: float) -> str:
+    """A one-sided target: ``"match"`` if ``ours >= bound``, ``"near"`` if ``>= bound - slack``."""
+    if ours is None or not isinstance(ours, (int, float)) or ours != ours:
+        return "differs"
+    return "match" if ours >= bound else "near" if ours >= bound - slack else "differs"
+
+
+def at_most(ours: float | None, bound: float, slack: float) -> str:
+    """A one-sided target: ``"match"`` if ``ours <= bound``, ``"near"`` if ``<= bound + slack``."""
+    if ours is None or not isinstance(ours, (int, float)) or ours != ours:
+        return "differs"
+    return "match" if ours <= bound else "near" if ours <= bound + slack else "differs"
 
 
 @dataclass
@@ -38,16 +79,34 @@ class Section:
 
 
 _SECTIONS: dict[str, tuple[str, Callable[[Path, bool], Section]]] = {}
+_NEEDS: dict[str, list[tuple[str, str]]] = {}
+_RESULTS_DIR = Path("results")
 
 
-def register_section(name: str, title: str) -> Callable:
+def register_section(name: str, title: str, needs: list[tuple[str, str]] | None = None) -> Callable:
+    """Register ``func(out_dir, quick) -> Section`` as section ``name``. ``needs``: the
+    ``(analysis, entry wildcard)`` pairs whose results it shows (``zoo figures`` computes them first,
+    in parallel with ``--jobs``)."""
     def decorator(func: Callable[[Path, bool], Section]) -> Callable[[Path, bool], Section]:
         if name in _SECTIONS and _SECTIONS[name][1] is not func:
             raise ValueError(f"report section {name!r} is already registered")
         _SECTIONS[name] = (title, func)
+        _NEEDS[name] = list(needs or [])
         return func
 
     return decorator
+
+
+def analysis_results(analysis: str, pattern: str, quick: bool = False) -> dict[str, Any]:
+    """``{entry: AnalysisResult}`` of ``analysis`` on every entry matching ``pattern`` that offers its
+    protocol (and has weights), from the shared runner and cache in the report's results folder, at
+    the analysis's default parameters (``quick``: its ``quick_params``). Entries that fail raise."""
+    from zoo.analysis import get_analysis
+    from zoo.analysis.bench import compatible_entries, result_for
+
+    params = get_analysis(analysis).quick_params if quick else {}
+    names, _ = compatible_entries(analysis, pattern)
+    return {name: result_for(name, analysis, params, _RESULTS_DIR)[0] for name in names}
 
 
 def list_sections() -> list[str]:
@@ -61,33 +120,56 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def run_sections(names: list[str] | None, out_dir: Path, quick: bool = False) -> list[tuple[str, Section | Exception]]:
-    """Run sections (all by default), write their figures into ``out_dir`` and ``out_dir/REPORT.md``."""
+def run_sections(names: list[str] | None, out_dir: Path, quick: bool = False, results_dir: Path | str = "results",
+                 jobs: int = 1) -> list[tuple[str, Section | Exception]]:
+    """Run sections (all by default), write their figures into ``out_dir`` and ``out_dir/REPORT.md``.
+
+    The analyses the sections need are first obtained through ``zoo bench``'s runner and cache in
+    ``results_dir`` (``jobs`` processes); a result already there is read, not recomputed."""
+    global _RESULTS_DIR
+    from zoo.analysis import get_analysis
+    from zoo.analysis.bench import compatible_entries, run_pairs
+
     known = list_sections()
     names = names or known
     unknown = [n for n in names if n not in known]
     if unknown:
         raise KeyError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(known) or 'none yet'}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _RESULTS_DIR = Path(results_dir)
+    work = []
+    for analysis, pattern in dict.fromkeys(need for n in names for need in _NEEDS[n]):
+        params = get_analysis(analysis).quick_params if quick else {}
+        work += [(entry, analysis, params) for entry in compatible_entries(analysis, pattern)[0]]
+    _RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    run_pairs(work, _RESULTS_DIR, jobs=jobs, progress=not quick)  # failures resurface in their section
     results: list[tuple[str, Section | Exception]] = []
-    lines = ["# Model zoo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `zoo figures`.", ""]
+    body: list[str] = []
     for name in names:
         title, func = _SECTIONS[name]
         try:
             section = func(out_dir, quick)
         except Exception as err:  # a failing section is reported, not fatal
             results.append((name, err))
-            lines += [f"## {title}", "", f"**failed**: `{type(err).__name__}: {err}`", ""]
+            body += [f"## {title}", "", f"**failed**: `{type(err).__name__}: {err}`", ""]
             continue
         results.append((name, section))
-        lines += [f"## {section.title}", ""]
+        body += [f"## {section.title}", ""]
         if section.text:
-            lines += [section.text, ""]
+            body += [section.text, ""]
         if section.rows:
-            lines += ["| quantity | this zoo | paper | note |", "|---|---|---|---|"]
-            lines += [f"| {r.quantity} | {_fmt(r.ours)} | {_fmt(r.paper)} | {r.note} |" for r in section.rows]
-            lines.append("")
-        lines += [f"![{p.stem}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})" for p in section.figures]
-        lines.append("")
-    write_text_atomic(out_dir / "REPORT.md", "\n".join(lines))
+            body += ["| quantity | this zoo | paper | verdict | note |", "|---|---|---|---|---|"]
+            body += [f"| {r.quantity} | {_fmt(r.ours)} | {_fmt(r.paper)} | {r.verdict} | {r.note} |" for r in section.rows]
+            body.append("")
+        body += [f"![{p.stem}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})" for p in section.figures]
+        body.append("")
+    rows = [r for _, s in results if isinstance(s, Section) for r in s.rows]
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    judged = sum(counts.values())
+    head = ["# Model zoo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `zoo figures`"
+            f"{' (QUICK: small settings)' if quick else ''}; analysis results from `{_RESULTS_DIR}/`.", "",
+            f"**{counts['match']} of {judged} headline numbers with a paper value match it** "
+            f"({counts['near']} near, {counts['differs']} differ; {len(rows) - judged} rows without a paper value "
+            "to compare).", ""]
+    write_text_atomic(out_dir / "REPORT.md", "\n".join(head + body))
     return results

@@ -35,13 +35,16 @@ def result_key(fingerprint: str, analysis: str, version: str, params: dict[str, 
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def _read_cached(path: Path, key: str) -> dict[str, Any] | None:
+def _read_cached(path: Path, key: str) -> AnalysisResult | None:
     if not path.exists():
         return None
     try:
         with h5py.File(path, "r") as f:
-            return json.loads(f[key].attrs["summary"]) if key in f else None
-    except OSError:
+            if key not in f:
+                return None
+            group = f[key]
+            return AnalysisResult(json.loads(group.attrs["summary"]), {k: group[k][()] for k in group})
+    except (OSError, KeyError, ValueError):
         return None  # an unreadable cache is recomputed, never trusted
 
 
@@ -71,67 +74,139 @@ def _store(path: Path, key: str, entry: str, params: dict[str, Any], result: Ana
                 group.create_dataset(name, data=np.asarray(array), compression="gzip")
 
 
-def run_analysis_on(name: str, analysis: str, params: dict[str, Any] | None = None) -> AnalysisResult:
-    """Load entry ``name`` (pretrained) and run ``analysis`` on it with ``params``."""
+def run_analysis_on(name: str, analysis: str, params: dict[str, Any] | None = None,
+                    out_dir: Path | str | None = None) -> AnalysisResult:
+    """Run ``analysis`` on entry ``name`` (pretrained) with ``params``; through the cache in ``out_dir`` if given."""
+    if out_dir is not None:
+        return result_for(name, analysis, params, out_dir)[0]
     import zoo
 
-    model = zoo.load(name)
-    return get_analysis(analysis)(model, zoo.task(name), **(params or {}))
+    return get_analysis(analysis)(zoo.load(name), zoo.task(name), **(params or {}))
 
 
-def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None = None,
-          out_dir: Path | str = "results", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Run each analysis on every matching entry that offers its protocol; return rows per analysis.
-
-    ``params`` go to the analyses that take them (an unknown parameter is an error).
-    A row is ``{"entry", "status" ("ok" | "cached" | "failed: ..." | "no checkpoint"), **summary}``.
-    """
+def result_for(name: str, analysis: str, params: dict[str, Any] | None = None, out_dir: Path | str = "results",
+               model: Any = None) -> tuple[AnalysisResult, str]:
+    """``(result, "cached" | "ok")``: the result of ``analysis`` on entry ``name`` with ``params`` (over
+    the analysis's defaults), read from ``<out_dir>/<analysis>.h5`` if that exact computation (same
+    weights, analysis version and parameters) is there, else computed once and stored. The one
+    runner behind ``zoo bench``, ``zoo analyze`` and the report's sections."""
     import zoo
+
+    spec = get_analysis(analysis)
+    params = dict(params or {})
+    model = model if model is not None else zoo.load(name)
+    if not spec.applies_to(model):
+        raise TypeError(f"analysis {spec.name!r} needs the {spec.protocol.__name__} protocol, which {name} does not provide")
+    run_params = {**spec.defaults, **params}
+    key = result_key(model.zoo_fingerprint, spec.name, spec.version, run_params)
+    cache = Path(out_dir) / f"{spec.name}.h5"
+    cached = _read_cached(cache, key)
+    if cached is not None:
+        return cached, "cached"
+    with _locked(Path(out_dir) / ".locks" / f"{key}.lock"):  # one process computes, the others wait and read
+        cached = _read_cached(cache, key)
+        if cached is not None:
+            return cached, "cached"
+        result = spec(model, zoo.task(name), **params)
+        _store(cache, key, name, run_params, result)
+        return result, "ok"
+
+
+def _row(name: str, analysis: str, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """One bench row; failures are recorded, never raised."""
+    try:
+        result, status = result_for(name, analysis, params, out_dir)
+    except Exception as err:  # recorded per entry, the bench goes on
+        return {"entry": name, "status": f"failed: {type(err).__name__}: {' '.join(str(err).split())}"}
+    return {"entry": name, "status": status, **result.summary}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # --jobs N: N processes of one thread each
+
+
+def compatible_entries(analysis: str, pattern: str = "*") -> tuple[list[str], list[dict[str, Any]]]:
+    """Entries matching ``pattern`` that offer ``analysis``'s protocol, and rows for those that could
+    not be checked (no checkpoint, failed to load)."""
+    import zoo
+
+    spec = get_analysis(analysis)
+    names, problems = [], []
+    for name in zoo.list_models(pattern):
+        entry = zoo.get_entry(name)
+        if entry.weights == "file" and not entry.path.exists():
+            problems.append({"entry": name, "status": "no checkpoint"})
+            continue
+        try:
+            model = zoo.load(name)
+        except Exception as err:
+            problems.append({"entry": name, "status": f"failed to load: {err}"})
+            continue
+        if spec.applies_to(model):
+            names.append(name)
+    return names, problems
+
+
+def run_pairs(work: list[tuple[str, str, dict[str, Any]]], out_dir: Path | str, jobs: int = 1,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """A bench row for each ``(entry, analysis, params)`` in ``work``, in order, through the cache in
+    ``out_dir``; ``jobs > 1``: in that many processes of one thread each."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
+    bar = tqdm(total=len(work), desc="analyses", disable=not progress)
+    rows = []
+    if jobs == 1 or len(work) < 2:
+        for name, analysis, own in work:
+            bar.set_postfix_str(f"{analysis} {name}")
+            rows.append(_row(name, analysis, own, out_dir))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(min(jobs, len(work)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            for row in pool.map(_row, *zip(*[(name, analysis, own, out_dir) for name, analysis, own in work])):
+                rows.append(row)
+                bar.update()
+    bar.close()
+    return rows
+
+
+def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None = None,
+          out_dir: Path | str = "results", progress: bool = True, jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """Run each analysis on every matching entry that offers its protocol; return rows per analysis.
+
+    ``params`` go to the analyses that take them (an unknown parameter is an error). ``jobs > 1``
+    runs (analysis, entry) pairs in that many processes of one thread each (results are shared
+    through the cache's locks). A row is ``{"entry", "status" ("ok" | "cached" | "failed: ..." |
+    "no checkpoint" | "failed to load: ..."), **summary}``.
+    """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = params or {}
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     specs = [get_analysis(a) for a in analyses]
     unused = set(params) - {k for spec in specs for k in spec.defaults}
     if unused:
         raise TypeError(f"no analysis among {', '.join(analyses)} takes {', '.join(sorted(unused))}")
+    work: list[tuple[str, str, dict[str, Any]]] = []
     tables: dict[str, list[dict[str, Any]]] = {}
-    for analysis in specs:
-        analysis_name = analysis.name
-        own_params = {k: v for k, v in params.items() if k in analysis.defaults}  # each takes its own
-        run_params = {**analysis.defaults, **own_params}
-        cache = out_dir / f"{analysis_name}.h5"
-        rows = []
-        for name in tqdm(zoo.list_models(pattern), desc=analysis_name, disable=not progress):
-            entry = zoo.get_entry(name)
-            if entry.weights == "file" and not entry.path.exists():
-                rows.append({"entry": name, "status": "no checkpoint"})
-                continue
-            try:
-                model = zoo.load(name)
-            except Exception as err:
-                rows.append({"entry": name, "status": f"failed to load: {err}"})
-                continue
-            if not analysis.applies_to(model):
-                continue
-            key = result_key(model.zoo_fingerprint, analysis.name, analysis.version, run_params)
-            cached = _read_cached(cache, key)
-            if cached is None:
-                with _locked(out_dir / ".locks" / f"{key}.lock"):  # one bench computes, the others wait
-                    cached = _read_cached(cache, key)
-                    if cached is None:
-                        try:
-                            result = analysis(model, zoo.task(name), **own_params)
-                        except Exception as err:  # recorded per entry, the bench goes on
-                            rows.append({"entry": name, "status": f"failed: {type(err).__name__}: {err}"})
-                            continue
-                        _store(cache, key, name, run_params, result)
-                        rows.append({"entry": name, "status": "ok", **result.summary})
-                        continue
-            rows.append({"entry": name, "status": "cached", **cached})
-        tables[analysis_name] = rows
-        _write_summaries(out_dir / analysis_name, rows)
+    for spec in specs:
+        names, problems = compatible_entries(spec.name, pattern)
+        tables[spec.name] = problems
+        own = {k: v for k, v in params.items() if k in spec.defaults}  # each analysis takes its own
+        work += [(name, spec.name, own) for name in names]
+    rows = run_pairs(work, out_dir, jobs=jobs, progress=progress)
+    for (_, analysis, _), row in zip(work, rows):
+        tables[analysis].append(row)
+    for analysis, table in tables.items():
+        table.sort(key=lambda r: r["entry"])
+        _write_summaries(out_dir / analysis, table)
     return tables
 
 

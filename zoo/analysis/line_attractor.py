@@ -19,12 +19,17 @@ the positive class); ``r_1`` is unit-norm, so a push is a displacement along ``r
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from .fixed_points import FixedPoints
+from .fixed_points import FixedPoints, find_fixed_points, linearise
+from .protocols import ReadoutDynamics
+from .registry import AnalysisResult, register_analysis
 
 
 def _np(a) -> np.ndarray:
@@ -179,3 +184,131 @@ def ranked_words(pushes: np.ndarray, vocab: list[str], n: int = 20, skip: tuple[
     top = [(vocab[i], float(pushes[i])) for i in order[::-1][:n]]
     bottom = [(vocab[i], float(pushes[i])) for i in order[:n]]
     return top, bottom
+
+
+# ---------------------------------------------------------------------------------------------
+# the analysis: the paper's whole picture on any recurrent network with a linear readout
+# ---------------------------------------------------------------------------------------------
+
+_QUICK = {"n_seeds": 32, "n_state_sequences": 8, "n_error_sequences": 4, "n_class_sequences": 16, "max_linearised": 20}
+
+
+def _spread_batches(task: Any, split: str, n_sequences: int, batch_size: int) -> list[Any]:
+    """Batches holding about ``n_sequences`` sequences, spread evenly over ``split`` (a length-sorted
+    evaluation order would otherwise give only the shortest sequences)."""
+    loader = task.dataloader(split, batch_size)
+    n_batches = len(loader)
+    if n_batches == 0:
+        raise ValueError(f"task {getattr(task, 'name', task)!r} gave no {split} batches")
+    want = min(n_batches, max(1, -(-n_sequences // batch_size)))
+    pick = set(np.linspace(0, n_batches - 1, want + 2)[1:-1].round().astype(int).tolist())  # interior quantiles
+    return [batch for i, batch in enumerate(loader) if i in pick]
+
+
+def _sequences(model: Any, batches: list[Any], limit: int):
+    """``(inputs, lengths, labels)`` of at most ``limit`` sequences, via ``model.input_sequences``."""
+    got = 0
+    for batch in batches:
+        x, lengths, labels = model.input_sequences(batch)
+        take = min(len(x), limit - got)
+        if take <= 0:
+            return
+        lengths = None if lengths is None else lengths[:take]
+        width = int(lengths.max()) if lengths is not None and take else x.shape[1]
+        yield x[:take, :width], lengths, None if labels is None else labels[:take]
+        got += take
+
+
+@register_analysis("line-attractor", protocol=ReadoutDynamics, version="1", quick_params=_QUICK)
+def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int = 128, n_error_sequences: int = 32,
+                   n_class_sequences: int = 512, q_fixed: float = 1e-8, max_linearised: int = 200,
+                   adam_iters: int = 200, lm_iters: int = 40, q_tol: float = 1e-9, lm_damping: float = 1e-3,
+                   tol_unique: float = 1e-3, seed: int = 0, split: str = "test", batch_size: int = 64) -> AnalysisResult:
+    """Maheswaranathan et al. (2019)'s picture of a recurrent network with a linear readout.
+
+    From the states visited on ``n_state_sequences`` sequences of ``split`` (spread over the split):
+    variance in the top 1-3 principal components; slow and fixed points at zero input from
+    ``n_seeds`` of those states (q = (1/N)||F(h, 0) - h||^2, kept when ``q < q_fixed``; the finder's
+    settings are this analysis's parameters: by default the paper's mode, damped local steps that
+    stop at ``q < q_tol = 1e-9``, which maps a line attractor rather than sliding onto its few exact
+    zeros); the line through them (fraction of their variance on its axis, |cos| with the readout);
+    at each point (at most ``max_linearised``) the top three |lambda| and time constants
+    ``-1/ln|lambda|`` (steps), the top right eigenvector's |cos| with the local tangent, and the
+    number of stable points; each input's push along the line (``input_vocabulary``); the one-step
+    error of the linearisation around the nearest point on ``n_error_sequences`` sequences
+    (``||h_lin - h_{t+1}|| / ||h_{t+1}||``, the paper's convention; ``one_step_update_error`` divides by
+    the true one-step change instead); and
+    the linearised system's readout over ``n_class_sequences`` whole sequences beside the network's
+    (accuracy where sequences have labels, agreement always).
+    """
+    from .linearization import LinearisedSystem, linearised_classifier, one_step_error
+
+    started = time.perf_counter()
+    settings = dict(n_seeds=n_seeds, q_fixed=q_fixed, adam_iters=adam_iters, lm_iters=lm_iters, q_tol=q_tol,
+                    lm_damping=lm_damping, tol_unique=tol_unique, seed=seed, split=split)
+    for p in model.parameters() if hasattr(model, "parameters") else []:
+        p.requires_grad_(False)
+    with torch.no_grad():
+        states = torch.cat([model.visited_states(b) for b in
+                            _spread_batches(task, split, n_state_sequences, batch_size)]).double()
+    pca = principal_components(states)
+    g = torch.Generator().manual_seed(seed)
+    seeds = states[torch.randperm(len(states), generator=g)[:n_seeds]]
+    fp = find_fixed_points(model, seeds.to(_dtype(model)), compute_jacobians=False, adam_iters=adam_iters,
+                           lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping, tol_unique=tol_unique)
+    slow = fp.q < q_fixed
+    summary: dict[str, Any] = {
+        "settings": json.dumps(settings), "convention": "q = (1/N)||F(h, 0) - h||^2",
+        "n_visited_states": len(states), "n_seeds": len(seeds),
+        "var_pc1": float(pca.explained_variance_ratio[0]), "var_pc2": float(pca.explained_variance_ratio[:2].sum()),
+        "var_pc3": float(pca.explained_variance_ratio[:3].sum()),
+        "n_unique": fp.n_unique, "n_slow_points": int(slow.sum()),
+    }
+    use = fp.subset(slow) if slow.sum() >= 3 else fp
+    summary["geometry_from"] = f"points with q < {q_fixed:g}" if slow.sum() >= 3 else "all unique points (few have q < q_fixed)"
+    if use.n_unique > max_linearised:  # spectra cost O(N^3) per point: a random subset
+        keep = np.sort(np.random.default_rng(seed).choice(use.n_unique, max_linearised, replace=False))
+        use = use.subset(keep)
+        summary["geometry_from"] += f" (random {max_linearised})"
+    use = linearise(model, use)
+    readout = readout_direction(model.readout_weights().detach())
+    arrays: dict[str, np.ndarray] = {
+        "states_pc": pca.project(states[torch.randperm(len(states), generator=g)[:4000]]),
+        "points_pc": pca.project(fp.points), "points_slow": slow,
+        "readout_pc": pca.components[:2] @ readout, "eigenvalues": use.eigenvalues,
+    }
+    if use.n_unique:
+        mod = np.abs(use.eigenvalues[:, :3])
+        tau = use.time_constants[:, :3]
+        summary.update({f"abs_lambda{i + 1}": float(np.median(mod[:, i])) for i in range(mod.shape[1])})
+        summary.update({f"tau{i + 1}": float(np.median(tau[:, i])) for i in range(tau.shape[1])})
+        summary["n_stable"] = int(use.stable.sum())
+    if use.n_unique >= 2:
+        line = fit_line(use.points, readout)
+        summary.update({"pc1_fraction": line.fraction_variance, "cos_line_readout": abs(cosine(line.direction, readout)),
+                        "line_length": line.length, "line_arc_length": line.arc_length})
+        summary["tangent_alignment"] = float(eigenvector_alignment(use, local_tangents(use.points, line.direction)).mean())
+    if use.n_unique:
+        system = LinearisedSystem(model, use)
+        if hasattr(model, "input_vocabulary"):
+            names, vectors = model.input_vocabulary()
+            push = word_pushes(use, system.J_x, vectors.detach(), readout)
+            top, bottom = ranked_words(push, list(names), n=min(10, len(names) // 2))
+            summary.update({"top_positive": ", ".join(w for w, _ in top), "top_negative": ", ".join(w for w, _ in bottom)})
+            arrays["pushes"] = push
+        error_batches = _spread_batches(task, split, n_error_sequences, min(batch_size, 16))
+        errs = [one_step_error(model, use, x.to(system.points.dtype), lengths, system=system)
+                for x, lengths, _ in _sequences(model, error_batches, n_error_sequences)]
+        weights = np.array([e["n_transitions"] for e in errs], float)
+        summary["one_step_error"] = float(np.median(np.concatenate([e["state_errors"] for e in errs])))
+        summary["one_step_update_error"] = float(np.median(np.concatenate([e["update_errors"] for e in errs])))
+        summary["one_step_deviation_error"] = float(np.average([e["median_deviation_error"] for e in errs], weights=weights))
+        class_batches = _spread_batches(task, split, n_class_sequences, batch_size)
+        summary.update(linearised_classifier(model, use, _sequences(model, class_batches, n_class_sequences), system=system))
+    summary["time_s"] = time.perf_counter() - started
+    return AnalysisResult(summary=summary, arrays=arrays)
+
+
+def _dtype(model: Any) -> torch.dtype:
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    return params[0].dtype if params else torch.float32

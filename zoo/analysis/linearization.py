@@ -80,7 +80,9 @@ class LinearisedSystem:
 def one_step_error(dynamics: Any, fp: FixedPoints, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
                    h0: torch.Tensor | None = None, chunk: int = 256,
                    system: LinearisedSystem | None = None) -> dict[str, Any]:
-    """Relative error of the linearised one-step prediction on the visited transitions.
+    """Relative error of the linearised one-step prediction on the visited transitions: relative to
+    the true next state's norm (the paper's convention), to the true one-step change (update), and
+    to the next state's distance from the fixed point used (deviation).
 
     ``inputs [B, T, I]`` (e.g. word embeddings), ``lengths [B]`` (default all ``T``), ``h0 [B, N]``
     (default ``dynamics.initial_state(B)`` or zeros). The true trajectory is run with
@@ -101,7 +103,7 @@ def one_step_error(dynamics: Any, fp: FixedPoints, inputs: torch.Tensor, lengths
             before.append(h[valid]), after.append(nxt[valid]), xs.append(inputs[valid, t])
             h = torch.where(valid[:, None], nxt, h)
         h_t, h_next, x_t = torch.cat(before), torch.cat(after), torch.cat(xs)
-        errs_update, errs_dev = [], []
+        errs_update, errs_dev, errs_state = [], [], []
         for i in range(0, len(h_t), chunk):
             s = slice(i, i + chunk)
             k = system.nearest(h_t[s])
@@ -109,10 +111,12 @@ def one_step_error(dynamics: Any, fp: FixedPoints, inputs: torch.Tensor, lengths
             err = (pred - h_next[s]).norm(dim=-1)
             errs_update.append(err / (h_next[s] - h_t[s]).norm(dim=-1).clamp_min(1e-12))
             errs_dev.append(err / (h_next[s] - system.points[k]).norm(dim=-1).clamp_min(1e-12))
-    upd, dev = torch.cat(errs_update).numpy(), torch.cat(errs_dev).numpy()
+            errs_state.append(err / h_next[s].norm(dim=-1).clamp_min(1e-12))
+    upd, dev, state = (torch.cat(e).numpy() for e in (errs_update, errs_dev, errs_state))
     return {"median_update_error": float(np.median(upd)), "mean_update_error": float(upd.mean()),
             "median_deviation_error": float(np.median(dev)), "mean_deviation_error": float(dev.mean()),
-            "n_transitions": int(len(upd)), "update_errors": upd}
+            "median_state_error": float(np.median(state)), "n_transitions": int(len(upd)),
+            "update_errors": upd, "state_errors": state}
 
 
 def _initial(dynamics: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -140,39 +144,45 @@ def linearised_rollout(dynamics: Any, system: LinearisedSystem, inputs: torch.Te
     return h
 
 
-def _classify(model: Any, states: torch.Tensor) -> torch.Tensor:
-    logits = states @ model.readout_weights().detach().T + model.readout_bias().detach()
+def _classify(model: Any, states: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    w, b = model.readout_weights().detach().to(dtype), model.readout_bias().detach().to(dtype)
+    logits = states.to(dtype) @ w.T + b
     return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(-1)
 
 
-def linearised_classifier(model: Any, fp: FixedPoints, batches: Iterable[Any], max_batches: int | None = None,
+def linearised_classifier(model: Any, fp: FixedPoints, sequences: Iterable[Any], max_batches: int | None = None,
                           system: LinearisedSystem | None = None) -> dict[str, float]:
-    """Accuracy of the linearised system over whole sequences, beside the network's own.
+    """The linearised system's readout over whole sequences, beside the network's own.
 
-    ``model`` needs ``step``, ``embed(ids) -> [B, T, E]``, ``readout_weights() [C, N]`` and
-    ``readout_bias() [C]`` (one logit: positive iff > 0; else argmax); ``batches`` yield
-    ``(ids [B, T], lengths [B], labels [B])``. The network's accuracy is computed here with
-    ``model.step`` on exactly the same sequences. ``system``: a prebuilt :class:`LinearisedSystem`.
+    ``model`` needs ``step``, ``initial_state``, ``readout_weights() [C, N]`` and ``readout_bias() [C]``
+    (one logit: class 1 iff > 0; else argmax); ``sequences`` yield ``(inputs [B, T, I], lengths [B] or
+    None, labels [B] or None)``. Returns the fraction of sequences on which both read out the same
+    class (``agreement``), and with labels each one's accuracy. ``system``: a prebuilt
+    :class:`LinearisedSystem`.
     """
     system = system or LinearisedSystem(model, fp)
     step, _ = _as_step(model)
-    correct_lin = correct_net = agree = total = 0
+    correct_lin = correct_net = agree = total = labelled = 0
     with torch.no_grad():
-        for i, batch in enumerate(batches):
+        for i, (x, lengths, labels) in enumerate(sequences):
             if max_batches is not None and i >= max_batches:
                 break
-            ids, lengths, labels = batch[0], batch[1], batch[2]
-            x = model.embed(ids)
-            lin = _classify(model, linearised_rollout(model, system, x, lengths))
-            h = model.initial_state(len(ids))
-            for t in range(ids.shape[1]):
+            x = x.to(system.points.dtype)
+            lengths = torch.full((len(x),), x.shape[1]) if lengths is None else torch.as_tensor(lengths)
+            lin = _classify(model, linearised_rollout(model, system, x, lengths), system.points.dtype)
+            h = _initial(model, len(x), system.points)
+            for t in range(x.shape[1]):
                 h = torch.where((t < lengths)[:, None], step(h, x[:, t]), h)
-            net = _classify(model, h)
-            correct_lin += int((lin == labels).sum())
-            correct_net += int((net == labels).sum())
+            net = _classify(model, h, system.points.dtype)
             agree += int((lin == net).sum())
-            total += len(labels)
+            total += len(x)
+            if labels is not None:
+                correct_lin += int((lin == labels).sum())
+                correct_net += int((net == labels).sum())
+                labelled += len(labels)
     if total == 0:
-        raise ValueError("no batches to classify")
-    return {"linearised_accuracy": correct_lin / total, "network_accuracy": correct_net / total,
-            "agreement": agree / total, "n_sequences": total}
+        raise ValueError("no sequences to classify")
+    out = {"agreement": agree / total, "n_sequences": total}
+    if labelled:
+        out.update({"linearised_accuracy": correct_lin / labelled, "network_accuracy": correct_net / labelled})
+    return out

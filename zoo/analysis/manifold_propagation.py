@@ -42,7 +42,7 @@ import torch
 from torch.func import jvp
 
 from . import mean_field as mf
-from .protocols import LayeredMap
+from .protocols import LayeredMap, as_layered_map
 from .registry import AnalysisResult, register_analysis
 
 Tensor = torch.Tensor
@@ -359,25 +359,42 @@ def default_q0(model: Any, start_layer: int = 0) -> float:
     return q_star
 
 
+def _visited_q(model: Any, task: Any, n_states: int = 2000) -> float:
+    """Mean squared state per unit, ``mean |h|^2 / N``, over states a recurrent model visits on ``task``."""
+    from .fixed_points import visited_seeds
+
+    states = visited_seeds(model, task, n_states).double()
+    return float((states * states).sum(1).mean() / states.shape[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # analyses
 # ---------------------------------------------------------------------------------------------
 
-@register_analysis("curvature", protocol=LayeredMap, version="1", quick_params={"n_angles": 32})
+@register_analysis("curvature", protocol=LayeredMap, version="2", quick_params={"n_angles": 32, "n_steps": 5})
 def curvature(model, task, *, n_angles: int = 500, q0: float | None = None, start_layer: int = 0,
-              seed: int = 0, float64: bool = True) -> AnalysisResult:
+              seed: int = 0, float64: bool = True, n_steps: int = 20) -> AnalysisResult:
     """Length, curvature, Grassmannian length and correlation of a great circle across layers.
 
     Poole et al. 2016: a circle of radius ``sqrt(D q0)`` (``q0`` default: the random net's ``q*``
     reached at layer 1, else 1.0) enters map ``start_layer`` and is propagated with exact
     forward-mode derivatives; mean-field predictions are added for random nets.
+
+    A recurrent model is unrolled for ``n_steps`` steps at zero input (:class:`UnrolledInTime`):
+    its layers are time steps, and ``q0`` defaults to the mean squared state per unit that it
+    visits on ``task``, so the circle lies at the scale of its own states. Growth per step
+    above 1 stretches (chaotic), below 1 contracts (ordered).
     """
-    q0 = default_q0(model, start_layer) if q0 is None else float(q0)
-    p = propagate(model, n_angles=n_angles, q0=q0, start_layer=start_layer, seed=seed,
+    recurrent = not isinstance(model, LayeredMap)
+    net = as_layered_map(model, n_steps)
+    if q0 is None:
+        q0 = _visited_q(model, task) if recurrent else default_q0(model, start_layer)
+    p = propagate(net, n_angles=n_angles, q0=float(q0), start_layer=start_layer, seed=seed,
                   dtype=torch.float64 if float64 else torch.float32)
     n = len(p.layers) - 1
     settled = p.kappa2[n - n // 2:] if n >= 2 else p.kappa2[-1:]
     summary: dict[str, Any] = {
+        "layers": "time steps at zero input" if recurrent else "layers",
         "n_layers": n, "n_angles": n_angles, "q0": q0, "start_layer": start_layer,
         "q_last": float(p.q[-1]), "kappa2_first": float(p.kappa2[0]), "kappa2_last": float(p.kappa2[-1]),
         "kappa2_settled": float(settled.mean()),

@@ -3,6 +3,11 @@
 * :class:`RecurrentDynamics`: a discrete-time system ``h_{t+1} = F(h_t, x_t)`` on flat states.
 * :class:`LayeredMap`: a feed-forward chain of maps from one layer's activity to the next.
 * :class:`SpatialMaps`: a stack of 2-D maps with their physical extent.
+* :class:`ReadoutDynamics`: recurrent dynamics with a linear readout of the state (the line-attractor
+  analysis), and the sequences it reads.
+
+Every recurrent model is also a layered map: :func:`unrolled_in_time` gives the maps
+``f_t(h) = F(h, x*)`` at a fixed input, so the manifold and mean-field analyses run on RNNs too.
 
 A model provides a protocol by having the attributes below (checked with ``isinstance`` on
 these ``runtime_checkable`` protocols, so no inheritance is needed).
@@ -37,6 +42,26 @@ class RecurrentDynamics(Protocol):
 
 
 @runtime_checkable
+class ReadoutDynamics(RecurrentDynamics, Protocol):
+    """:class:`RecurrentDynamics` whose output is linear in the state, ``z = W h + b``:
+    ``readout_weights() -> W [K, N]``, ``readout_bias() -> b [K]``, ``initial_state(B) -> [B, N]``, and
+    ``input_sequences(batch) -> (inputs [B, T, I], lengths [B] or None, labels [B] or None)``: what
+    the network reads on a task batch (labels: the class of each whole sequence, where there is one).
+
+    Optional: ``input_vocabulary() -> (names [V], vectors [V, I])``, the discrete inputs the network
+    reads (words' embeddings, the flip-flop's pulses), whose push along the line is reported.
+    """
+
+    def readout_weights(self) -> torch.Tensor: ...
+
+    def readout_bias(self) -> torch.Tensor: ...
+
+    def initial_state(self, batch_size: int) -> torch.Tensor: ...
+
+    def input_sequences(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
+
+
+@runtime_checkable
 class LayeredMap(Protocol):
     """``layer_maps()`` returns maps ``f_l`` with ``h^l = f_l(h^{l-1})``, ``h^0`` the input.
 
@@ -65,6 +90,41 @@ class SpatialMaps(Protocol):
     def spatial_maps(self, **options: Any) -> MapStack: ...
 
 
+class UnrolledInTime(torch.nn.Module):
+    """A :class:`RecurrentDynamics` model seen as a :class:`LayeredMap`: ``n_steps`` layers
+    ``f_t(h) = step(h, x*)`` at the constant input ``x*`` (zero: the network between inputs), so
+    the length, curvature and correlation maps of Poole et al. describe how the trained dynamics
+    stretch or contract a manifold of states per step: ordered, critical or chaotic."""
+
+    def __init__(self, dynamics: Any, n_steps: int = 20, x: torch.Tensor | None = None):
+        super().__init__()
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be positive, got {n_steps}")
+        self.dynamics, self.n_steps, self.x = dynamics, int(n_steps), x  # a submodule: casting casts it
+        self.input_shape = (int(dynamics.state_size),)
+        self.zoo_name = getattr(dynamics, "zoo_name", type(dynamics).__name__)
+
+    def layer_maps(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        def f(h: torch.Tensor) -> torch.Tensor:
+            x = self.x if self.x is not None else h.new_zeros(h.shape[0], self.dynamics.input_size)
+            return self.dynamics.step(h, x.to(h.dtype).expand(h.shape[0], -1))
+
+        return [f] * self.n_steps
+
+
+def as_layered_map(model: Any, n_steps: int = 20) -> Any:
+    """``model`` itself if it is a :class:`LayeredMap`, else its unrolling in time if it is a
+    :class:`RecurrentDynamics`, else ``None``."""
+    if isinstance(model, LayeredMap):
+        return model
+    if isinstance(model, RecurrentDynamics):
+        return UnrolledInTime(model, n_steps)
+    return None
+
+
 def provides(model: Any, protocol: type) -> bool:
-    """Whether ``model`` offers ``protocol`` (attributes present, nothing called)."""
+    """Whether ``model`` offers ``protocol`` (attributes present, nothing called). A recurrent model
+    offers :class:`LayeredMap` through :func:`as_layered_map`."""
+    if protocol is LayeredMap:
+        return isinstance(model, (LayeredMap, RecurrentDynamics))
     return isinstance(model, protocol)

@@ -85,6 +85,16 @@ class FlipFlopGRU(nn.Module):
     def readout_bias(self) -> torch.Tensor:
         return self.readout.bias.detach()
 
+    def input_sequences(self, batch: Any) -> tuple[torch.Tensor, None, None]:
+        """``(pulses [B, T, n_bits], None, None)``: every trial runs its full length and has no class."""
+        return batch[0], None, None
+
+    def input_vocabulary(self) -> tuple[list[str], torch.Tensor]:
+        """The ``2 n_bits`` pulses (``+1`` or ``-1`` on one channel) and their input vectors."""
+        eye = torch.eye(self.n_bits, dtype=self.weight_ih.dtype)
+        names = [f"{sign}bit{i + 1}" for sign in "+-" for i in range(self.n_bits)]
+        return names, torch.cat([eye, -eye])
+
 
 @register("flip-flop/gru", task="flip-flop", weights="file", paper="sussillo2013",
           recipe={"batch_size": 128, "lr": 1e-2, "max_steps": 1500, "gradient_clip_val": 1.0},

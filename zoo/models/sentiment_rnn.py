@@ -304,6 +304,14 @@ class SentimentRNN(_TextModel):
     def readout_bias(self) -> torch.Tensor:
         return self.readout.bias
 
+    def input_sequences(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(embeddings [B, T, E], lengths [B], labels [B])`` of a task batch ``(ids, lengths, labels)``."""
+        return self.embed(batch[0]).detach(), batch[1], batch[2]
+
+    def input_vocabulary(self) -> tuple[list[str], torch.Tensor]:
+        """Every word and its embedding ``[V, E]``: the inputs whose push along the line is reported."""
+        return self.vocab, self.embed(torch.arange(len(self.vocab))).detach()
+
     @torch.no_grad()
     def visited_states(self, batch: Any, max_states: int | None = None) -> torch.Tensor:
         """States ``[M, N]`` visited on ``batch`` (a task batch ``(ids, lengths, ...)`` or a list of
