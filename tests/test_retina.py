@@ -247,3 +247,15 @@ def test_task_options_and_bad_input():
     assert batch[0].shape == (2, 40 + 25 - 1, 50, 50) and batch[1].shape == (2, 8, 25)
     with pytest.raises(ValueError, match="does not match"):
         task.loss(lambda x: torch.ones(x.shape[0], 3), batch)
+
+
+def test_glm_open_loop_simulation():
+    glm = RetinaLN(n_cells=2, centres=[[25, 25], [20, 20]], hist=3).eval()
+    drive = 0.5 * torch.randn(2, 200, generator=torch.Generator().manual_seed(0))  # softplus(drive) < 2
+    with torch.no_grad():
+        free = glm.simulate(drive, 4, torch.Generator().manual_seed(1))  # zero history filter: the LN model
+        assert torch.allclose(free, F.softplus(drive).expand(4, -1, -1))
+        glm.history_filter.fill_(-3.0)  # strong self-inhibition lowers the rate
+        assert glm.simulate(drive, 4, torch.Generator().manual_seed(1)).mean() < 0.8 * free.mean()
+        glm.history_filter.fill_(5.0)  # runaway self-excitation is capped at max_rate (2 spikes per bin)
+        assert glm.simulate(drive, 4, torch.Generator().manual_seed(1)).max() <= 2.0

@@ -852,11 +852,28 @@ class RetinaTask(Task):
         return slice(int(starts[0]), int(starts[-1]) + self.block)
 
     @torch.no_grad()
+    def simulate(self, model: torch.nn.Module, split: str = "test", n_trials: int = 50, seed: int = 0) -> torch.Tensor:
+        """A GLM's open-loop prediction ``[cells, T']`` (Hz, mean over ``n_trials`` simulated trials) of
+        ``split``: the stimulus drive in blocks, then :meth:`RetinaLN.simulate` over the whole span."""
+        source = "test" if split == "test" else "train"
+        mean, sd = self.stimulus_stats
+        ds = _Blocks(self.data, source, self._starts(split), self.block, self.lags, self.hist, mean, sd)
+        drives = []
+        for i in range(0, len(ds), 16):
+            stim = torch.stack([ds[j][0] for j in range(i, min(len(ds), i + 16))])
+            d = model.drive_blocks(stim)  # [b, C, block]
+            drives.append(d.permute(1, 0, 2).reshape(d.shape[1], -1))
+        drive = torch.cat(drives, dim=1)
+        rates = model.simulate(drive, n_trials, torch.Generator().manual_seed(seed))
+        return rates.mean(0) / BIN_S
+
+    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 16,
-                 max_batches: int | None = None) -> dict[str, float]:
+                 max_batches: int | None = None, n_sim: int = 50) -> dict[str, float]:
         """Poisson NLL, and on the test split with repeats: per-cell and mean Pearson correlation of the
         prediction (smoothed by the same 10 ms Gaussian) with the trial-averaged smoothed rate, the split-half ceiling, and the fraction of
-        explainable variance. A model with spike history is run on each repeat's own past and averaged."""
+        explainable variance. A GLM is run open loop (``n_sim`` simulated trials; its own spikes feed
+        its history), so every model predicts from the stimulus alone."""
         repeats = self.data.repeats("test") if split == "test" else None
         if repeats is None:
             return super().evaluate(model, split, batch_size, max_batches)
@@ -864,7 +881,14 @@ class RetinaTask(Task):
         model.eval()
         span = self.test_span()
         rep = repeats[..., span]
-        if getattr(model, "hist", 0):
+        extra: dict[str, float] = {}
+        if getattr(model, "hist", 0) and hasattr(model, "simulate"):  # a GLM: open loop, from the stimulus alone
+            pred = self.simulate(model, n_trials=n_sim, seed=self.seed)
+            nll = (pred * BIN_S - rep * torch.log(pred * BIN_S + 1e-6)).mean()
+            # for comparison: one-step-ahead, conditioned on each recorded repeat's own past spikes
+            cond = self.predict(model, "test", histories=repeats, batch_size=batch_size).mean(0)
+            extra["test_correlation_conditional"] = float(pearson(gaussian_smooth(cond), smooth_rate(rep.mean(0))).mean())
+        elif getattr(model, "hist", 0):  # a history model without a simulator: conditioned on each repeat's past
             per_trial = self.predict(model, "test", histories=repeats, batch_size=batch_size)
             nll = (per_trial * BIN_S - rep * torch.log(per_trial * BIN_S + 1e-6)).mean()
             pred = per_trial.mean(0)
@@ -879,7 +903,7 @@ class RetinaTask(Task):
         fev = explainable_variance_fraction(pred, rep).float()
         metrics = {"loss": float(nll), "poisson_nll": float(nll), "test_correlation": float(corr.mean()),
                    "ceiling_correlation": float(ceiling.mean()), "explained_variance_fraction": float(fev.mean()),
-                   "test_correlation_sem": float(corr.std() / math.sqrt(len(corr))) if len(corr) > 1 else 0.0}
+                   "test_correlation_sem": float(corr.std() / math.sqrt(len(corr))) if len(corr) > 1 else 0.0, **extra}
         for c in range(len(corr)):
             metrics[f"test_correlation_cell{c + 1:02d}"] = float(corr[c])
             metrics[f"ceiling_correlation_cell{c + 1:02d}"] = float(ceiling[c])
