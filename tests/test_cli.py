@@ -47,7 +47,7 @@ def test_errors_are_clear(capsys):
     assert main(["analyze", "no-such-analysis", "random-net/tanh"]) == 2
     assert "unknown analysis" in _one_error_line(capsys, "analyze")
     assert main(["eval", "random-net/tanh"]) == 2
-    assert "untrained" in _one_error_line(capsys, "eval")
+    assert "no test metrics" in _one_error_line(capsys, "eval")
     assert main(["train", "random-net/tanh", "--set", "oops"]) == 2
     assert "KEY=VALUE" in _one_error_line(capsys, "train")
 

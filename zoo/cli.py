@@ -165,8 +165,10 @@ def cmd_eval(args) -> int:
 
     model = zoo.load(args.name)
     task = zoo.task(args.name)
-    if not task.trainable:
-        raise UsageError(f"{args.name} is an untrained random network; it has no test metrics")
+    from .tasks.base import Task
+
+    if type(task).loss is Task.loss or type(task).dataloader is Task.dataloader:
+        raise UsageError(f"{args.name} has no test metrics: its task ({task.name}) defines no test data or loss")
     measured = task.evaluate(model, "test")
     stored = zoo.card(args.name).get("metrics", {})
     rows = [{"metric": k, "measured": v, "card": stored.get(k),
@@ -313,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = isinstance(err, (UsageError, KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError,
                                  RuntimeError))
         prefix = "" if known else f"{type(err).__name__}: "
-        line = " ".join(f"{prefix}{message}".split())  # one line, whatever the message held
+        line = " ".join(f"{prefix}{message}".split()) or type(err).__name__  # one line, whatever the message held
         print(f"zoo {args.command}: error: {line}", file=sys.stderr)
         return 2
 

@@ -48,6 +48,9 @@ class Entry:
     paper: str = ""
     description: str = ""
     notes: str = ""  # caveats for the card (e.g. "smaller than the paper's network because ...")
+    # a "seed" entry's measured metrics for its card: a dict, or a callable returning one (read lazily)
+    metrics: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    training: str = ""  # a "seed" entry's card "training" text (default: the random-network sentence)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -73,6 +76,8 @@ def register(
     paper: str = "",
     description: str = "",
     notes: str = "",
+    metrics: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    training: str = "",
 ) -> Callable:
     """Decorator that registers ``builder`` under ``name`` (``TASK/MODEL``). Twice is an error."""
     if name.count("/") != 1 or not all(name.split("/")):
@@ -87,7 +92,7 @@ def register(
         _ENTRIES[name] = Entry(
             name=name, builder=builder, task=task, weights=weights, task_kwargs=dict(task_kwargs or {}),
             recipe=dict(recipe or {}), paper=paper, description=description or doc.split("\n\n")[0],
-            notes=notes,
+            notes=notes, metrics=metrics, training=training,
         )
         return builder
 
@@ -275,8 +280,8 @@ def card(name: str) -> dict[str, Any]:
     return {
         **base,
         "data": t.describe(),
-        "metrics": {},
-        "training": "untrained random network: every parameter is drawn from torch.Generator(seed)",
+        "metrics": dict((entry.metrics() if callable(entry.metrics) else entry.metrics) or {}),
+        "training": entry.training or "untrained random network: every parameter is drawn from torch.Generator(seed)",
         "config": defaults,
         "seed": defaults.get("seed"),
         "command": f"zoo.load({name!r}, seed={defaults.get('seed')})",
