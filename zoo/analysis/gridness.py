@@ -335,7 +335,7 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
 # ----------------------------------------------------------------------------- the analysis
 
 
-@register_analysis("gridness", protocol=SpatialMaps, version="1", quick_params={"n_positions": 20_000})
+@register_analysis("gridness", protocol=SpatialMaps, version="2", quick_params={"n_positions": 20_000})
 def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
              threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
     """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing.
@@ -366,5 +366,6 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
     if np.isfinite(spacing_grid).any():  # left out (not NaN) when no grid unit has a measurable spacing
         summary[f"median_spacing_{stack.units}"] = float(np.nanmedian(spacing_grid))
     arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],
-              "orientation": geom["orientation"]}
+              "orientation": geom["orientation"], "maps": np.asarray(stack.maps, dtype=np.float32),
+              "sac": np.asarray(scores["sac"], dtype=np.float32), "extent": np.asarray(stack.extent, dtype=float)}
     return AnalysisResult(summary=summary, arrays=arrays)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..report import Row, Section, register_section
+from ..report import Row, Section, register_section, verdict
 
 SIGMA_B2 = 0.09  # sigma_b = 0.3
 SIGMA_WS = (1.3, 2.5, 4.0)
@@ -199,9 +199,12 @@ def _expressivity(cfg: dict, path: Path) -> dict:
     return {"errors": errors, "needed": needed}
 
 
-def _row(quantity: str, ours, paper, note: str = "") -> Row:
-    """A row with numbers as fixed-point strings (4 decimals), so 12.604 is not shown as 12.6."""
-    return Row(quantity, f"{ours:.4f}" if isinstance(ours, float) else ours, str(paper), note)
+def _row(quantity: str, ours, paper, note: str = "", tol: float | None = None) -> Row:
+    """A row with numbers as fixed-point strings (4 decimals), so 12.604 is not shown as 12.6; with a
+    verdict against ``paper`` when a tolerance ``tol`` is given (stated in the note)."""
+    judged = verdict(ours, float(paper), tol) if tol is not None else ""
+    note = f"{note}; tolerance {tol:g}".lstrip("; ") if tol is not None else note
+    return Row(quantity, f"{ours:.4f}" if isinstance(ours, float) else ours, str(paper), note, judged)
 
 
 @register_section("transient-chaos", title="Transient chaos in random deep networks (Poole et al. 2016)")
@@ -238,26 +241,26 @@ def _section(out_dir: Path, quick: bool) -> Section:
     p4 = sims[4.0]
     kappa_settled = float(p4.kappa2[n // 2:].mean())
     rows = [
-        _row("q*  (sigma_w=4)", float(fp[4.0].q_star), 12.604, "tanh, sigma_b=0.3; quadrature"),
-        _row("chi_1 (sigma_w=4)", float(fp[4.0].chi_1), 2.367),
-        _row("chi_2 (sigma_w=4)", float(fp[4.0].chi_2), 1.857),
-        _row("q*  (sigma_w=2.5)", float(fp[2.5].q_star), 4.079),
-        _row("chi_1 (sigma_w=2.5)", float(fp[2.5].chi_1), 1.585),
-        _row("q*  (sigma_w=1.3)", float(fp[1.3].q_star), 0.607),
-        _row("chi_1 (sigma_w=1.3)", float(fp[1.3].chi_1), 0.940, "ordered"),
-        _row("theory growth sqrt(chi_1) (sigma_w=4)", math.sqrt(float(fp[4.0].chi_1)), 1.5386),
+        _row("q*  (sigma_w=4)", float(fp[4.0].q_star), 12.604, "tanh, sigma_b=0.3; quadrature", 0.001),
+        _row("chi_1 (sigma_w=4)", float(fp[4.0].chi_1), 2.367, tol=0.001),
+        _row("chi_2 (sigma_w=4)", float(fp[4.0].chi_2), 1.857, tol=0.001),
+        _row("q*  (sigma_w=2.5)", float(fp[2.5].q_star), 4.079, tol=0.001),
+        _row("chi_1 (sigma_w=2.5)", float(fp[2.5].chi_1), 1.585, tol=0.001),
+        _row("q*  (sigma_w=1.3)", float(fp[1.3].q_star), 0.607, tol=0.001),
+        _row("chi_1 (sigma_w=1.3)", float(fp[1.3].chi_1), 0.940, "ordered", 0.001),
+        _row("theory growth sqrt(chi_1) (sigma_w=4)", math.sqrt(float(fp[4.0].chi_1)), 1.5386, tol=0.0001),
         _row("Euclidean length growth / layer (sigma_w=4)", p4.growth("euclidean", window), 1.537,
-            f"width {cfg['width']}, layers {window[0]}-{window[1]}; paper's simulation"),
+            f"width {cfg['width']}, layers {window[0]}-{window[1]}; paper's simulation", 0.01),
         _row("Grassmannian length growth / layer (sigma_w=4)", p4.growth("grassmannian", window), 1.551,
-            "paper's simulation"),
+            "paper's simulation", 0.02),
         _row("Euclidean length growth / layer (sigma_w=2.5)", sims[2.5].growth("euclidean", window), 1.259,
-            "paper: sqrt(chi_1)"),
+            "paper: sqrt(chi_1)", 0.01),
         _row("Euclidean length growth / layer (sigma_w=1.3)", sims[1.3].growth("euclidean", window),
-            round(math.sqrt(0.940), 4), "ordered: decays; paper: sqrt(chi_1)"),
+            round(math.sqrt(0.940), 4), "ordered: decays; paper: sqrt(chi_1)", 0.01),
         _row("normalised kappa^2, settled (sigma_w=4)", kappa_settled, 1.72,
-            f"mean over layers {n // 2}-{n}; theory 3 chi_2/(chi_1(chi_1-1))"),
-        _row("critical sigma_w^2 (sigma_b^2=0.05)", crit[0], 1.761),
-        _row("critical sigma_w^2 (sigma_b^2=0.3)", crit[1], 2.505),
+            f"mean over layers {n // 2}-{n}; theory 3 chi_2/(chi_1(chi_1-1))", 0.1),
+        _row("critical sigma_w^2 (sigma_b^2=0.05)", crit[0], 1.761, tol=0.001),
+        _row("critical sigma_w^2 (sigma_b^2=0.3)", crit[1], 2.505, tol=0.001),
     ]
     for d, w in expr["needed"].items():
         rows.append(Row(f"shallow width for 10% error, target at depth {d}", w if w is not None else f"> {cfg['expr_widths'][-1]}",
