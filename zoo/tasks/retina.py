@@ -214,29 +214,6 @@ def _gaussian2d(sigma: float, radius: int) -> torch.Tensor:
     return g / g.sum()
 
 
-def correlate_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Valid 2-D cross-correlation of ``x [..., H, W]`` with ``kernel [k, k]`` by FFT: ``[..., H-k+1, W-k+1]``
-    (equal to ``F.conv2d`` without padding; a circular product on the H x W grid never wraps into it)."""
-    H, W = x.shape[-2:]
-    k = kernel.shape[-1]
-    size = (_fft_size(H), _fft_size(W))  # a 2-3-5-smooth grid >= H x W: fast, and still no wrap-around
-    spec = torch.fft.rfft2(x.float(), s=size) * torch.fft.rfft2(kernel.flip(-1, -2).float(), s=size)
-    return torch.fft.irfft2(spec, s=size)[..., k - 1:H, k - 1:W]
-
-
-def _fft_size(n: int) -> int:
-    """The smallest m >= n whose prime factors are 2, 3 and 5."""
-    m = n
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
-
-
 def causal_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """``y[..., t] = sum_j kernel[j] x[..., t - j]`` (zeros before t = 0), by FFT; ``x [..., T]``, ``kernel [K]``."""
     T, K = x.shape[-1], kernel.shape[-1]
@@ -263,6 +240,11 @@ class RetinaCircuit:
         r = int(math.ceil(3 * p.surround_sigma))
         dog = _gaussian2d(p.centre_sigma, r) - p.surround_weight * _gaussian2d(p.surround_sigma, r)
         self.dog = (dog / dog.norm()).float()  # unit L2 norm: white noise of sd c gives drive sd c
+        # the same filter as two separable Gaussians (each the outer product of a 1-D kernel with itself)
+        ax = torch.arange(-r, r + 1, dtype=torch.float64)
+        self._gauss1d = [(torch.exp(-ax**2 / (2 * sd**2)) / torch.exp(-ax**2 / (2 * sd**2)).sum()).float()
+                         for sd in (p.centre_sigma, p.surround_sigma)]
+        self._dog_weights = (1.0 / float(dog.norm()), -p.surround_weight / float(dog.norm()))
         self.radius = r
         self.k_on = biphasic_filter(p.filter_bins, p.on_tau, p.on_biphasic)
         self.k_off = -biphasic_filter(p.filter_bins, p.off_tau, p.off_biphasic)
@@ -276,6 +258,10 @@ class RetinaCircuit:
         self.k_amacrine = (am / am.sum()).float()
         ra = int(math.ceil(2.5 * p.amacrine_sigma / s))
         self.amacrine_space = _gaussian2d(p.amacrine_sigma / s, ra).float()
+        g_am = self.amacrine_space.sum(0)  # its 1-D factor (the 2-D Gaussian is the outer product)
+        offset = torch.arange(self.grid + 2 * ra)[:, None] - torch.arange(self.grid)[None, :]
+        self._amacrine_band = torch.where((offset >= 0) & (offset <= 2 * ra), g_am[offset.clamp(0, 2 * ra)],
+                                          torch.zeros(()))  # [grid + 2 ra, grid]
         g = torch.Generator().manual_seed(p.seed)
         n = p.cells_per_type
         lo, hi = p.centre_region
@@ -292,6 +278,14 @@ class RetinaCircuit:
         self.threshold = torch.tensor(p.ganglion_threshold)[type_idx]
         self.scale = torch.tensor(p.ganglion_scale)[type_idx]
 
+    def _bands(self, padded: int) -> list[torch.Tensor]:
+        """Banded matrices ``M [padded, grid]`` with ``M[i, j] = g[i - s j]``: ``x @ M`` filters the rows of
+        ``x`` with the 1-D Gaussian ``g`` and samples them at the subunit grid (stride ``s``), as one matmul."""
+        s, k = self.p.subunit_spacing, 2 * self.radius + 1
+        i = torch.arange(padded)[:, None] - s * torch.arange(self.grid)[None, :]
+        inside = (i >= 0) & (i < k)
+        return [torch.where(inside, g[i.clamp(0, k - 1)], torch.zeros(())) for g in self._gauss1d]
+
     @property
     def n_cells(self) -> int:
         return len(self.cell_types)
@@ -299,9 +293,11 @@ class RetinaCircuit:
     # -- stages (each [..., T] along the last axis) ------------------------------------------
     def bipolar_drive(self, stimulus: torch.Tensor) -> torch.Tensor:
         """Linear drive ``u [2, grid, grid, T]`` (ON, OFF) of every subunit: DoG in space, biphasic in time."""
-        s = self.p.subunit_spacing
-        sp = correlate_valid(F.pad(stimulus.float(), (self.radius,) * 4), self.dog)  # [T, H, W], zero padding
-        sp = sp[:, ::s, ::s][:, :self.grid, :self.grid].permute(1, 2, 0)  # [grid, grid, T]
+        x = F.pad(stimulus.float(), (self.radius,) * 4)  # [T, H + 2r, W + 2r], zero padding
+        sp = 0
+        for band, w in zip(self._bands(x.shape[-1]), self._dog_weights):  # separable: M^T x M per Gaussian
+            sp = sp + w * (band.T @ x @ band)
+        sp = sp.permute(1, 2, 0)  # [grid, grid, T]
         return torch.stack([causal_filter(sp, self.k_on), causal_filter(sp, self.k_off)])
 
     def bipolar_output(self, drive: torch.Tensor) -> torch.Tensor:
@@ -319,7 +315,8 @@ class RetinaCircuit:
         sd ``amacrine_sigma`` and low-passed (delay 1 bin, time constant ``amacrine_tau``)."""
         pooled = bipolar.sum(0).permute(2, 0, 1)[:, None]  # [T, 1, grid, grid]
         ra = self.amacrine_space.shape[-1] // 2
-        pooled = correlate_valid(F.pad(pooled, (ra,) * 4, mode="replicate")[:, 0], self.amacrine_space)
+        padded = F.pad(pooled, (ra,) * 4, mode="replicate")[:, 0]  # [T, grid + 2 ra, grid + 2 ra]
+        pooled = self._amacrine_band.T @ padded @ self._amacrine_band  # separable Gaussian, two matmuls
         return causal_filter(pooled.permute(1, 2, 0), self.k_amacrine)
 
     def _rates_exact(self, stimulus: torch.Tensor) -> torch.Tensor:
