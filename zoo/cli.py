@@ -191,7 +191,14 @@ def cmd_bench(args) -> int:
     from zoo.analysis import list_analyses
     from zoo.analysis.bench import bench
 
-    names = args.analyses or list_analyses()
+    if args.report and args.analyses:
+        raise UsageError("give analysis names or --report, not both")
+    if args.report:
+        from .report import needed_analyses
+
+        names = needed_analyses()
+    else:
+        names = args.analyses or list_analyses()
     if not names:
         raise UsageError("no analyses are registered yet")
     tables = bench(names, pattern=args.pattern, params=_pairs(args.param, "--param"), out_dir=args.out,
@@ -283,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="analysis parameter")
     p.add_argument("--out", default="results", help="folder for <analysis>.h5/.csv/.md (default: results)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="processes of one thread each (default: 1)")
+    p.add_argument("--report", action="store_true", help="the analyses the report (`zoo figures`) shows, on every "
+                                                         "compatible entry")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_bench)
 

@@ -97,6 +97,12 @@ def register_section(name: str, title: str, needs: list[tuple[str, str]] | None 
     return decorator
 
 
+def needed_analyses(names: list[str] | None = None) -> list[str]:
+    """The analyses the report's sections (all by default) declare they need."""
+    known = list_sections()
+    return sorted({analysis for n in (names or known) for analysis, _ in _NEEDS[n]})
+
+
 def analysis_results(analysis: str, pattern: str, quick: bool = False) -> dict[str, Any]:
     """``{entry: AnalysisResult}`` of ``analysis`` on every entry matching ``pattern`` that offers its
     protocol (and has weights), from the shared runner and cache in the report's results folder, at
