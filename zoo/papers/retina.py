@@ -287,8 +287,9 @@ def _figures(out: Path, cfg, results, ceilings, true_rf, model_rf, recovery, cir
                 axes[i, j + 1].axis("off")
             ax = axes[i, 9]
             lags = np.arange(circuit.k_on.shape[0]) * 10
-            ax.plot(lags, circuit.k_on / np.abs(circuit.k_on).max(), "k-", lw=2, label="true ON")
-            ax.plot(lags, circuit.k_off / np.abs(circuit.k_off).max(), "k--", lw=2, label="true OFF")
+            k_on, k_off = circuit.k_on.numpy(), circuit.k_off.numpy()
+            ax.plot(lags, k_on / np.abs(k_on).max(), "k-", lw=2, label="true ON")
+            ax.plot(lags, k_off / np.abs(k_off).max(), "k--", lw=2, label="true OFF")
             for tf in rec["temporal_filters"]:
                 tf = tf[: len(lags)]
                 ax.plot(lags, tf / (np.abs(tf).max() + 1e-12), lw=0.7, alpha=0.7)
