@@ -119,3 +119,19 @@ def test_bad_training_requests_fail_before_training(tmp_path):
             pytest.skip("a GPU is visible")
         train(name, trainer_kwargs={"accelerator": "gpu"}, **run)
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_task_options_reach_the_task_and_the_card(tmp_path):
+    """``--task-set`` configures the task (here: flip-flop's epoch length), is validated before
+    training, and is part of the card's remake command."""
+    run = dict(runs_root=tmp_path, progress_bar=False, max_epochs=1, overrides={"hidden": 4})
+    path = train("flip-flop/gru", task_options={"batches_per_epoch": 6}, **run)
+    card = ckpt.load(path)[2]
+    assert card["training"]["steps"] == 6
+    assert "--task-set batches_per_epoch=6" in card["command"]
+    with pytest.raises(TypeError, match="no option 'batches' .*takes .*batches_per_epoch"):
+        train("flip-flop/gru", task_options={"batches": 6}, **run)
+    with pytest.raises(TypeError, match="batches_per_epoch must be an integer"):
+        train("flip-flop/gru", task_options={"batches_per_epoch": "six"}, **run)
+    with pytest.raises(TypeError, match="--seed sets the seed"):
+        train("flip-flop/gru", task_options={"seed": 3}, **run)

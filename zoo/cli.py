@@ -132,7 +132,8 @@ def cmd_train(args) -> int:
     if not args.verbose:  # Lightning's info lines (devices, "Detected KeyboardInterrupt", ...) only on request
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"), max_steps=args.max_steps,
+    path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"),
+                 task_options=_pairs(args.task_set, "--task-set"), max_steps=args.max_steps,
                  max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, resume=args.resume,
                  runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
     if path is None:  # a DDP rank other than 0: rank 0 reports
@@ -247,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override, e.g. --set hidden_size=4096")
+    p.add_argument("--task-set", action="append", metavar="KEY=VALUE",
+                   help="task option, e.g. --task-set data_file=rec.h5 or --task-set train_fraction=0.1")
     p.add_argument("--max-steps", type=_positive_int)
     p.add_argument("--max-epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)

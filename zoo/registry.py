@@ -239,13 +239,15 @@ def missing_weights_message(name: str) -> str:
             f"(a clone's zoo/checkpoints), or train and export them: `zoo train {name} --export`")
 
 
-def model_kwargs_from_task(entry: Entry, config: dict[str, Any]) -> dict[str, Any]:
-    """Builder arguments that only the data can give (a vocabulary, the number of cells)."""
+def model_kwargs_from_task(entry: Entry, config: dict[str, Any], the_task: Any = None) -> dict[str, Any]:
+    """Builder arguments that only the data can give (a vocabulary, the number of cells), from
+    ``the_task`` (default: the entry's task with its default options)."""
     params = inspect.signature(entry.builder).parameters
     wanted = [k for k in params if config.get(k) is None]
     if not wanted:
         return {}
-    return {k: v for k, v in task(entry.name).model_kwargs().items() if k in wanted}
+    the_task = the_task if the_task is not None else task(entry.name)
+    return {k: v for k, v in the_task.model_kwargs().items() if k in wanted}
 
 
 def config_fingerprint(name: str, config: dict[str, Any]) -> str:

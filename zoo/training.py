@@ -180,14 +180,33 @@ def run_dir(name: str, seed: int, root: Path | str = "runs") -> Path:
     return Path(root) / ckpt.file_name(name).removesuffix(".h5") / f"seed{seed}"
 
 
-def _remake_command(name: str, seed: int, recipe_args: dict[str, Any], overrides: dict[str, Any]) -> str:
+def _remake_command(name: str, seed: int, recipe_args: dict[str, Any], overrides: dict[str, Any],
+                    task_options: dict[str, Any] | None = None) -> str:
     parts = ["zoo", "train", name, "--seed", str(seed)]
     for key, value in recipe_args.items():
         if value is not None:
             parts += [f"--{key.replace('_', '-')}", str(value)]
     for key, value in overrides.items():
         parts += ["--set", f"{key}={value}"]
+    for key, value in (task_options or {}).items():
+        parts += ["--task-set", f"{key}={value}"]
     return shlex.join(parts)
+
+
+def _check_task_options(name: str, task_name: str, options: dict[str, Any]) -> None:
+    """Task options must be keywords of the task's constructor, of their defaults' kinds."""
+    import inspect
+
+    from .tasks import task_class
+    from .validation import check_value
+
+    params = inspect.signature(task_class(task_name)).parameters
+    for key, value in options.items():
+        if key not in params or key == "seed":
+            allowed = ", ".join(k for k in params if k != "seed") or "none"
+            raise TypeError(f"{name}: task {task_name!r} has no option {key!r} (--seed sets the seed); it takes {allowed}")
+        default = params[key].default
+        check_value(f"{name}: task option {key}", value, None if default is inspect.Parameter.empty else default)
 
 
 def _versions() -> dict[str, str]:
@@ -234,6 +253,7 @@ def train(
     *,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    task_options: dict[str, Any] | None = None,
     max_steps: int | None = None,
     max_epochs: int | None = None,
     batch_size: int | None = None,
@@ -245,7 +265,8 @@ def train(
 ) -> Path | None:
     """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
-    ``overrides`` are builder keywords (``--set key=value``); ``max_steps`` .. ``lr`` override the
+    ``overrides`` are builder keywords (``--set key=value``); ``task_options`` are the task's own
+    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``lr`` override the
     entry's recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
     precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
     file (with a manifest in the run folder) is written by rank 0 only; other ranks return ``None``.
@@ -262,6 +283,8 @@ def train(
     recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
     _check_recipe(name, recipe)
     validate_overrides(entry, overrides)
+    task_options = dict(task_options or {})
+    _check_task_options(name, entry.task, task_options)
     _check_trainer_kwargs(trainer_kwargs)
     directory = run_dir(name, seed, runs_root)
     last = directory / "checkpoints" / "last.ckpt"
@@ -269,11 +292,11 @@ def train(
         raise FileNotFoundError(f"--resume: no {last} to resume from")
 
     L.seed_everything(seed, workers=True, verbose=False)
-    the_task = make_task(name, seed=seed)
+    the_task = make_task(name, seed=seed, **task_options)
     if not the_task.trainable:
         raise ValueError(f"task {the_task.name} is not trainable")
     config = {**entry.defaults, **overrides}
-    config.update(model_kwargs_from_task(entry, config))
+    config.update(model_kwargs_from_task(entry, config, the_task))  # from the data actually trained on
     model = entry.builder(**config)
 
     from lightning.pytorch.loggers import CSVLogger
@@ -332,7 +355,7 @@ def train(
                      "world_size": trainer.world_size,
                      "trainer": {k: str(v) for k, v in trainer_kwargs.items()}},
         "seed": seed,
-        "command": _remake_command(name, seed, recipe_args, overrides),
+        "command": _remake_command(name, seed, recipe_args, overrides, task_options),
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

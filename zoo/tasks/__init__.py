@@ -36,13 +36,18 @@ def list_tasks() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name: str, **kwargs: Any) -> Task:
-    """Instantiate task ``name`` with ``kwargs`` (``seed`` and the task's own options)."""
+def task_class(name: str) -> type[Task]:
+    """The class of task ``name`` (its module is imported now)."""
     if name not in _TASKS:
         close = difflib.get_close_matches(name, list(_TASKS), n=3, cutoff=0.4)
         raise KeyError(f"unknown task {name!r}; closest: {', '.join(close) or ', '.join(sorted(_TASKS))}")
     module, cls = _TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["Task", "get_task", "list_tasks", "register_task"]
+def get_task(name: str, **kwargs: Any) -> Task:
+    """Instantiate task ``name`` with ``kwargs`` (``seed`` and the task's own options)."""
+    return task_class(name)(**kwargs)
+
+
+__all__ = ["Task", "get_task", "list_tasks", "register_task", "task_class"]
