@@ -20,8 +20,11 @@ from ..report import Row, Section, analysis_results, register_section, verdict
 
 def _family(name: str) -> str:
     task = name.split("/")[0]
-    return {"random-net": "random net", "flip-flop": "flip-flop RNN", "path-integration": "grid RNN"}.get(
-        task, "sentiment RNN" if task.startswith("sentiment") else task)
+    if task.startswith("sentiment"):
+        return "sentiment RNN"
+    if task.startswith("retina"):
+        return "retina CNN"
+    return {"random-net": "random net", "flip-flop": "flip-flop RNN", "path-integration": "grid RNN"}.get(task, task)
 
 
 @register_section("across-families", title="One analysis across the zoo: are trained networks ordered, critical or chaotic?",
@@ -34,7 +37,8 @@ def across_families(out_dir: Path, quick: bool) -> Section:
 
     found = analysis_results("curvature", "*", quick)
     rows, names, growth, colours = [], [], [], []
-    palette = {"random net": "tab:red", "sentiment RNN": "tab:blue", "flip-flop RNN": "tab:green", "grid RNN": "tab:purple"}
+    palette = {"random net": "tab:red", "sentiment RNN": "tab:blue", "flip-flop RNN": "tab:green", "grid RNN": "tab:purple",
+               "retina CNN": "tab:orange"}
     for name, result in found.items():
         s = result.summary
         g = s.get("euclidean_growth")
@@ -56,7 +60,10 @@ def across_families(out_dir: Path, quick: bool) -> Section:
     ax.barh(np.arange(len(names)), np.log([growth[i] for i in order]), color=[colours[i] for i in order])
     ax.set_yticks(np.arange(len(names)), [names[i] for i in order], fontsize=7)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("log growth of a circle's length per layer (random nets) or per step (RNNs at zero input)")
+    ax.set_xscale("symlog", linthresh=0.05)  # the CNNs' huge per-layer contraction and the RNNs' few % side by side
+    ax.set_xlabel("log growth of a circle's length per layer (nets, CNNs) or per step (RNNs, zero input)\n"
+                  "(symmetric log axis, linear within +-0.05)", fontsize=8)
+    ax.set_xticks([-1, -0.1, 0, 0.1, 1], ["-1", "-0.1", "0", "0.1", "1"])
     ax.set_title("Ordered (< 0) and chaotic (> 0) maps across the zoo", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in palette.values()]
     ax.legend(handles, list(palette), fontsize=7, loc="lower right")
