@@ -14,5 +14,16 @@ def ckpt_dir(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensor ops crawl when two threads fight over shared cores: one thread, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")

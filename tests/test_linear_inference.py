@@ -17,12 +17,7 @@ T = torch.float64
 ALPHAS = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0], dtype=T)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- theory ------------------------------------------------------------------------------------

@@ -30,13 +30,7 @@ HAS_SST = (REAL / "sst" / "stsa.binary.train").exists()
 VOCAB = ["<pad>", "<unk>", "good", "bad", "film", "the", "great", "awful", ".", "!"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny recurrent ops crawl when two threads fight over shared cores; restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(cell: str, dtype=torch.float32, **kw) -> torch.nn.Module:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .fixed_points import FixedPoints, find_fixed_points, linearise
+from .fixed_points import FixedPoints, _dtype_of, find_fixed_points, linearise
 from .protocols import ReadoutDynamics
 from .registry import AnalysisResult, register_analysis
 
@@ -254,7 +254,7 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     pca = principal_components(states)
     g = torch.Generator().manual_seed(seed)
     seeds = states[torch.randperm(len(states), generator=g)[:n_seeds]]
-    fp = find_fixed_points(model, seeds.to(_dtype(model)), compute_jacobians=False, adam_iters=adam_iters,
+    fp = find_fixed_points(model, seeds.to(_dtype_of(model, torch.float32)), compute_jacobians=False, adam_iters=adam_iters,
                            lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping, tol_unique=tol_unique)
     slow = fp.q < q_fixed
     summary: dict[str, Any] = {
@@ -308,7 +308,3 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     summary["time_s"] = time.perf_counter() - started
     return AnalysisResult(summary=summary, arrays=arrays)
 
-
-def _dtype(model: Any) -> torch.dtype:
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
-    return params[0].dtype if params else torch.float32
