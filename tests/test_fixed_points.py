@@ -182,6 +182,68 @@ def _line_attractor(n=6, e=4, seed=0):
     return u, a, bmat, (lambda h, x: h @ a.T + x @ bmat.T)
 
 
+def test_a_line_attractor_is_one_connected_set_whatever_the_tolerance():
+    """The count that describes the network (one line) is the same over a decade of tolerances, and
+    the de-duplication tolerance scales with the seeds (stated in the result)."""
+    u, a, bmat, f = _line_attractor()
+    n, e = bmat.shape
+    g = torch.Generator().manual_seed(4)
+    t = torch.rand(1000, generator=g, dtype=F64) * 4 - 2
+    seeds = t[:, None] * u + 0.3 * torch.randn(1000, n, generator=g, dtype=F64)
+    found = {tol: find_fixed_points(f, seeds, torch.zeros(e, dtype=F64), tol_unique=tol, compute_jacobians=False)
+             for tol in (1e-3, 3e-3, 1e-2)}
+    for tol, fp in found.items():
+        assert fp.params["tol_unique_abs"] == pytest.approx(tol * fp.params["state_scale"])
+        assert 0.5 < fp.params["state_scale"] < 2  # median distance of the seeds from their centroid
+    # the unique count samples a continuum (and depends on the tolerance); the connected-set count
+    # is the network's: one line
+    assert {fp.connected_sets().n_sets for fp in found.values()} == {1}
+    fp = found[1e-3]
+    proj = fp.points @ u.numpy()
+    for link in (0.3, 0.6, 1.0):
+        sets = fp.connected_sets(link)
+        assert sets.n_sets == 1 and sets.sizes[0] == fp.n_unique
+        assert sets.extents[0] == pytest.approx(proj.max() - proj.min(), rel=1e-6)
+        assert sets.pc1_fractions[0] == pytest.approx(1.0, abs=1e-9)
+        assert sets.summary()["largest_set_size"] == fp.n_unique
+    # an absolute tolerance is still available
+    absolute = find_fixed_points(f, seeds, torch.zeros(e, dtype=F64), tol_unique=1e-3, tol_relative=False,
+                                 compute_jacobians=False)
+    assert absolute.params["tol_unique_abs"] == 1e-3
+
+
+class _SaturatingGRU(torch.nn.Module):
+    """``h' = z h + (1 - z) tanh(h / 2)`` with ``z = sigmoid(40 (|h| - 2))``: a unique fixed point at 0
+    inside ``(-1, 1)``, and, outside the box a GRU can reach, states that saturated gates hold still."""
+
+    state_size, input_size = 2, 1
+
+    def step(self, h, x):
+        z = torch.sigmoid(40 * (h.abs() - 2))
+        return z * h + (1 - z) * torch.tanh(h / 2 + x)
+
+    def state_bounds(self):
+        return -torch.ones(2), torch.ones(2)
+
+
+def test_points_outside_the_reachable_box_are_flagged_not_counted():
+    model = _SaturatingGRU()
+    seeds = torch.tensor([[0.3, -0.2], [0.1, 0.5], [3.0, 3.0], [-3.5, 3.2]], dtype=F64)
+    fp = find_fixed_points(model, seeds, q_keep=1e-8)
+    status = [STATUS[s] for s in fp.seed_status]
+    assert status[2] == status[3] == "unreachable"
+    assert fp.seed_q[2] < 1e-20  # they are zeros of q, held still by saturated gates
+    assert fp.n_unique == 1 and np.abs(fp.points[0]).max() < 1e-6 and fp.params["bounded"]
+    # without the model's bounds they would count; explicit bounds work for a plain callable too
+    plain = lambda h, x: model.step(h, x)  # noqa: E731  (a callable that declares no bounds)
+    unbounded = find_fixed_points(plain, seeds, torch.zeros(1, dtype=F64), q_keep=1e-8)
+    assert unbounded.n_unique == 3
+    boxed = find_fixed_points(plain, seeds, torch.zeros(1, dtype=F64), q_keep=1e-8, state_bounds=(-1.0, 1.0))
+    assert boxed.n_unique == 1
+    with pytest.raises(ValueError, match="state_bounds"):
+        find_fixed_points(plain, seeds, torch.zeros(1, dtype=F64), state_bounds=(1.0, -1.0))
+
+
 def test_line_attractor_geometry_and_pushes():
     u, a, bmat, f = _line_attractor()
     n, e = bmat.shape
@@ -278,6 +340,10 @@ def test_flip_flop_has_eight_stable_fixed_points(flip_flop):
     assert len(words) == 8
     # the unstable ones are saddles with exactly one mode outside the unit circle... or more
     assert (np.abs(fp.eigenvalues[~stable, 0]) > 1).all()
+    for link in (0.05, 0.15, 0.5):  # eight distinct stable points, at any linking distance over a decade
+        assert fp.subset(stable).connected_sets(link).n_distinct_fixed == 8
+    low, high = model.state_bounds()
+    assert (fp.points >= low.numpy() - 1e-5).all() and (fp.points <= high.numpy() + 1e-5).all()
     # the registered analysis runs on it
     result = get_analysis("fixed-points")(model, task, n_seeds=64, noise=0.05)
     assert result.summary["n_unique"] >= 8 and result.summary["convention"].startswith("q = (1/N)")

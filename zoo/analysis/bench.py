@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -113,12 +114,15 @@ def result_for(name: str, analysis: str, params: dict[str, Any] | None = None, o
 
 
 def _row(name: str, analysis: str, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """One bench row; failures are recorded, never raised."""
+    """One bench row (``seconds``: wall time of this call, loading and cache included); failures are
+    recorded, never raised."""
+    start = time.perf_counter()
     try:
         result, status = result_for(name, analysis, params, out_dir)
     except Exception as err:  # recorded per entry, the bench goes on
-        return {"entry": name, "status": f"failed: {type(err).__name__}: {' '.join(str(err).split())}"}
-    return {"entry": name, "status": status, **result.summary}
+        return {"entry": name, "status": f"failed: {type(err).__name__}: {' '.join(str(err).split())}",
+                "seconds": round(time.perf_counter() - start, 2)}
+    return {"entry": name, "status": status, "seconds": round(time.perf_counter() - start, 2), **result.summary}
 
 
 def _worker_init() -> None:

@@ -24,8 +24,14 @@ The finder (:func:`find_fixed_points`) starts from many initial states at once (
    ``q`` nor ``||grad q||`` halves in ``patience`` accepted steps) is a slow point.
 3. **Bookkeeping**: per seed a status (:data:`STATUS`): ``fixed`` (q < ``q_fixed``, default
    1e-10), ``slow``, ``diverged`` (went non-finite or ran off), ``nan-seed`` (non-finite seed),
-   ``outlier`` (farther than ``outlier_scale`` seed radii from the seeds' centroid); then
-   greedy de-duplication within ``tol_unique`` (lowest q first).
+   ``outlier`` (farther than ``outlier_scale`` seed radii from the seeds' centroid),
+   ``unreachable`` (outside the box of states the model can reach, when it declares one with
+   ``state_bounds()``: a GRU held still outside ``(-1, 1)^N`` by saturated gates is no fixed point
+   of the network it came from); then greedy de-duplication within ``tol_unique`` times the
+   seeds' median radius (lowest q first), so the tolerance scales with the visited states.
+   :meth:`FixedPoints.connected_sets` then groups the points into connected sets (single linkage),
+   the count that is a property of the network rather than of a tolerance: distinct fixed
+   points, and slow sets with their extent and dimension (a line attractor is one set).
 4. **Linearisation** at each unique point: ``J = dF/dh``, eigenvalues sorted by ``|lambda|``
    descending, right eigenvectors (columns of ``R``) and left eigenvectors (rows of
    ``L = R^{-1}``, so ``L J R = diag(lambda)`` and ``l_i . r_j = delta_ij``), stability
@@ -55,8 +61,8 @@ from .protocols import RecurrentDynamics
 from .registry import AnalysisResult, register_analysis
 
 #: per-seed status codes (``FixedPoints.seed_status`` holds indices into this tuple)
-STATUS = ("fixed", "slow", "diverged", "nan-seed", "outlier", "duplicate")
-_FIXED, _SLOW, _DIVERGED, _NAN_SEED, _OUTLIER, _DUPLICATE = range(len(STATUS))
+STATUS = ("fixed", "slow", "diverged", "nan-seed", "outlier", "duplicate", "unreachable")
+_FIXED, _SLOW, _DIVERGED, _NAN_SEED, _OUTLIER, _DUPLICATE, _UNREACHABLE = range(len(STATUS))
 CONVENTION = "q = (1/N) ||F(h, x) - h||^2"
 _FORMAT = "zoo-fixed-points/1"
 
@@ -140,6 +146,14 @@ class FixedPoints:
         counts = np.bincount(self.seed_status, minlength=len(STATUS))
         return {name: int(c) for name, c in zip(STATUS, counts)}
 
+    def connected_sets(self, link: float = 0.3) -> "ConnectedSets":
+        """The points grouped into connected sets by single linkage: two points are linked when
+        closer than ``link`` times the seeds' scale (``params["state_scale"]``, their median distance
+        from their centroid). A line attractor sampled by many seeds is one set, whatever the
+        de-duplication tolerance; isolated fixed points are sets of their own."""
+        scale = float(self.params.get("state_scale", 0.0)) or 1.0
+        return connected_sets(self.points, self.is_fixed, link * scale)
+
     def subset(self, mask: np.ndarray) -> "FixedPoints":
         """The unique points selected by a boolean or index array ``mask`` (per-seed data kept)."""
         per_point = {"points", "q", "grad_norm", "seed_index", "jacobians", "eigenvalues",
@@ -183,6 +197,69 @@ class FixedPoints:
         except OSError as err:
             raise ValueError(f"{path}: unreadable HDF5 file ({err})") from None
         return cls(**values)
+
+
+@dataclass
+class ConnectedSets:
+    """Connected sets of points (single linkage at distance ``link``), largest first.
+
+    ``labels [K]`` (set of each point), and per set ``sizes [C]``, ``n_fixed [C]`` (points with
+    ``q < q_fixed``), ``extents [C]`` (largest distance between two of its points, in state units)
+    and ``pc1_fractions [C]`` (variance on the set's first principal axis: 1 for a straight line;
+    1 for a single point by convention). ``n_distinct_fixed``: connected sets among the fixed
+    points alone (distinct fixed points, however many seeds found each).
+    """
+
+    labels: np.ndarray
+    sizes: np.ndarray
+    n_fixed: np.ndarray
+    extents: np.ndarray
+    pc1_fractions: np.ndarray
+    n_distinct_fixed: int
+    link: float
+
+    @property
+    def n_sets(self) -> int:
+        return len(self.sizes)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the largest set's size, extent and dimension, for a results table."""
+        out: dict[str, Any] = {"n_sets": self.n_sets, "n_distinct_fixed": self.n_distinct_fixed, "link_abs": self.link}
+        if self.n_sets:
+            out.update(largest_set_size=int(self.sizes[0]), largest_set_extent=float(self.extents[0]),
+                       largest_set_pc1=float(self.pc1_fractions[0]))
+        return out
+
+
+def _single_linkage(points: np.ndarray, link: float) -> np.ndarray:
+    """Labels ``[K]`` of the connected components of the graph linking points closer than ``link``."""
+    from scipy.sparse.csgraph import connected_components
+
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    p = torch.as_tensor(points, dtype=torch.float64)
+    adjacency = (torch.cdist(p, p) < link).numpy()
+    return connected_components(adjacency, directed=False)[1].astype(np.int64)
+
+
+def connected_sets(points: np.ndarray, fixed: np.ndarray, link: float) -> ConnectedSets:
+    """:class:`ConnectedSets` of ``points [K, N]`` (``fixed [K]``: which have ``q < q_fixed``)
+    linked below the distance ``link``, largest set first."""
+    points = np.asarray(points, dtype=np.float64)
+    fixed = np.asarray(fixed, dtype=bool)
+    raw = _single_linkage(points, link)
+    sizes = np.bincount(raw)
+    order = np.argsort(-sizes, kind="stable")
+    labels = np.argsort(order)[raw] if len(raw) else raw  # relabel: 0 is the largest set
+    extents, pc1 = np.zeros(len(order)), np.ones(len(order))
+    for c in range(len(order)):  # one small SVD per set (sets are few; points are not looped over)
+        members = torch.as_tensor(points[labels == c])
+        if len(members) > 1:
+            extents[c] = float(torch.cdist(members, members).max())
+            sv = torch.linalg.svdvals(members - members.mean(0))
+            pc1[c] = float(sv[0] ** 2 / (sv**2).sum()) if sv.sum() > 0 else 1.0
+    return ConnectedSets(labels, sizes[order], np.bincount(labels, weights=fixed, minlength=len(order)).astype(np.int64),
+                         extents, pc1, int(len(np.unique(_single_linkage(points[fixed], link)))), float(link))
 
 
 # ============================================================================ helpers
@@ -462,6 +539,22 @@ def _unique(points: np.ndarray, order: np.ndarray, tol: float) -> np.ndarray:
     return order[np.asarray(kept, dtype=int)]
 
 
+def _bounds(dynamics: Any, bounds: tuple[Any, Any] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low [N], high [N])`` float64 from ``bounds``, else the model's ``state_bounds()``, else
+    unbounded."""
+    if bounds is None:
+        declared = getattr(getattr(dynamics, "__self__", dynamics), "state_bounds", None)
+        bounds = declared() if callable(declared) else (-np.inf, np.inf)
+    low, high = (np.broadcast_to(np.asarray(_to_numpy(b), dtype=np.float64), (n,)).copy() for b in bounds)
+    if np.isnan(low).any() or np.isnan(high).any() or (low > high).any():
+        raise ValueError("state_bounds must be (low, high) with low <= high and no NaN")
+    return low, high
+
+
+def _to_numpy(x: Any) -> Any:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
 def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eigen-decomposition of ``[K, N, N]`` Jacobians (float64): ``(eigenvalues [K, N],
     right [K, N, N] columns, left [K, N, N] rows = R^{-1})``, sorted by ``|lambda|`` descending."""
@@ -503,7 +596,9 @@ def find_fixed_points(
     q_fixed: float = 1e-10,
     q_keep: float | None = None,
     tol_unique: float = 1e-3,
+    tol_relative: bool = True,
     outlier_scale: float = 10.0,
+    state_bounds: tuple[Any, Any] | None = None,
     compute_jacobians: bool = True,
     merge_before_polish: bool = True,
     max_rows: int = 1 << 13,
@@ -516,8 +611,13 @@ def find_fixed_points(
     ``q_fixed``: a point with ``q < q_fixed`` counts as a fixed point, else a slow point;
     ``q_keep``: drop unique points with ``q >= q_keep`` from the result (default keep all
     finite points; their seeds stay in the per-seed arrays). ``tol_unique``: de-duplication
-    distance. ``outlier_scale``: points farther than this many median seed radii from the
-    seeds' centroid are outliers. Non-finite seeds and diverging points get a per-seed status.
+    distance, in units of the seeds' median distance from their centroid (``params["state_scale"]``;
+    ``tol_relative=False``: an absolute distance); the distance used is ``params["tol_unique_abs"]``.
+    ``outlier_scale``: points farther than this many median seed radii from the
+    seeds' centroid are outliers. ``state_bounds``: ``(low [N], high [N])``, the box the model's
+    states can reach (default: ``dynamics.state_bounds()`` where the model declares it; infinite
+    entries for unbounded coordinates); a point outside it (by more than 1e-5) is ``unreachable``.
+    Non-finite seeds and diverging points get a per-seed status.
     ``merge_before_polish``: after the Adam phase, seeds within ``tol_unique`` of a lower-q seed
     skip the (costly) polish and are marked ``duplicate`` with their Adam-phase q.
     ``max_jacobians``: Jacobian evaluations allowed per point in the polish (after that it takes
@@ -551,6 +651,7 @@ def find_fixed_points(
     state_size = getattr(dynamics, "state_size", None)
     if state_size is not None and n != state_size:
         raise ValueError(f"seeds have {n} columns but the model's state_size is {state_size}")
+    low, high = _bounds(dynamics, state_bounds, n)
     if inputs is None:
         if input_size is None:
             raise ValueError("give `inputs` ([I] or [S, I]) when dynamics is a plain callable")
@@ -568,6 +669,12 @@ def find_fixed_points(
 
     status = np.full(n_seeds, _SLOW, dtype=np.int64)
     finite_seed = torch.isfinite(seeds).all(-1)
+    # the seeds' scale: their median distance from their centroid (a single seed, or identical
+    # ones, have none: then tolerances are absolute)
+    seeds_np = seeds[finite_seed].numpy().astype(np.float64)
+    centre = seeds_np.mean(0) if len(seeds_np) else np.zeros(n)
+    radius = float(np.median(np.linalg.norm(seeds_np - centre, axis=1))) if len(seeds_np) else 0.0
+    tol_abs = tol_unique * radius if tol_relative and radius > 0 else tol_unique
     status[~finite_seed.numpy()] = _NAN_SEED
     good = finite_seed.nonzero().flatten()
     final = torch.full_like(seeds, float("nan"))
@@ -588,7 +695,7 @@ def find_fixed_points(
             # point: keep the representative only (the others are "duplicate", with their Adam q)
             q_adam = _speed(step, h_ok, x[polish])
             order = np.argsort(np.nan_to_num(q_adam.numpy(), nan=np.inf), kind="stable")
-            reps = np.sort(_unique(h_ok.numpy(), order, tol_unique))
+            reps = np.sort(_unique(h_ok.numpy(), order, tol_abs))
             dup = np.setdiff1d(np.arange(len(polish)), reps)
             status[polish[dup].numpy()] = _DUPLICATE
             final[polish[dup]], seed_q[polish[dup]] = h_ok[dup], q_adam[dup]
@@ -604,7 +711,7 @@ def find_fixed_points(
             sl = slice(start, start + chunk)
             reached = torch.full((len(h_ok[sl]),), float("nan"), dtype=torch.float64)
             h_p, q_p, g_p, n_jac, absorbed = _lm_polish(dynamics, h_ok[sl], x[polish[sl]], int(lm_iters), q_tol,
-                                                        max_rows, absorb_tol=tol_unique, patience=int(patience),
+                                                        max_rows, absorb_tol=tol_abs, patience=int(patience),
                                                         mu_init=lm_damping,
                                                         max_jacobians=max_jacobians,
                                                         clock=(started, q_fixed, reached))
@@ -623,17 +730,17 @@ def find_fixed_points(
     status[live & (q_np < q_fixed)] = _FIXED
     # Outliers: far from the cloud of seeds (in units of the seeds' median radius; a single seed,
     # or identical ones, make no cloud and no outliers).
-    seeds_np = seeds[finite_seed].numpy().astype(np.float64)
-    if len(seeds_np):
-        centre = seeds_np.mean(0)
-        radius = float(np.median(np.linalg.norm(seeds_np - centre, axis=1)))
+    if len(seeds_np) and radius > 0:
         far = np.linalg.norm(np.nan_to_num(final_np) - centre, axis=1) > outlier_scale * radius
-        status[live & far & (radius > 0)] = _OUTLIER
+        status[live & far] = _OUTLIER
+    slack = 1e-5  # float rounding at a saturated bound (tanh(x) == 1.0 in float32)
+    outside = ((final_np < low - slack) | (final_np > high + slack)).any(1)
+    status[np.isin(status, (_FIXED, _SLOW)) & outside] = _UNREACHABLE
     candidates = np.flatnonzero(np.isin(status, (_FIXED, _SLOW)))
     if q_keep is not None:
         candidates = candidates[q_np[candidates] < q_keep]
     candidates = candidates[np.argsort(q_np[candidates], kind="stable")]
-    kept = _unique(final_np, candidates, tol_unique)
+    kept = _unique(final_np, candidates, tol_abs)
     status[np.setdiff1d(candidates, kept)] = _DUPLICATE
 
     jac = np.zeros((len(kept), 0, 0))  # filled by linearise() below
@@ -641,7 +748,9 @@ def find_fixed_points(
     timings["total_s"] = time.perf_counter() - started
     params = dict(adam_iters=adam_iters, adam_lr=adam_lr, adam_q=adam_q, lm_iters=lm_iters,
                   lm_damping=lm_damping, max_jacobians=max_jacobians, patience=patience, q_tol=q_tol,
-                  q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, outlier_scale=outlier_scale,
+                  q_fixed=q_fixed, q_keep=q_keep, tol_unique=tol_unique, tol_relative=tol_relative,
+                  tol_unique_abs=tol_abs, state_scale=radius, bounded=bool(np.isfinite(low).any() or np.isfinite(high).any()),
+                  outlier_scale=outlier_scale,
                   convention=CONVENTION, **timings)
     result = FixedPoints(
         points=final_np[kept], q=q_np[kept], grad_norm=seed_grad.numpy().astype(np.float64)[kept],
@@ -701,7 +810,7 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
     return out
 
 
-@register_analysis("fixed-points", protocol=RecurrentDynamics, version="2", quick_params={"n_seeds": 32})
+@register_analysis("fixed-points", protocol=RecurrentDynamics, version="3", quick_params={"n_seeds": 32})
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
                           q_tol: float = 1e-12, lm_damping: float = 1e-6, tol_unique: float = 1e-3, seed: int = 0,
                           split: str = "test") -> AnalysisResult:
@@ -716,7 +825,10 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
     4096-unit path-integration RNN) the second-order polish and the spectra are skipped and at
     most 256 seeds are used (Adam phase only). Summary: seeds per status, unique points with
     ``q < q_keep``, the median over points of the top three ``|lambda|`` and the top mode's time
-    constant (steps), the fraction of stable points.
+    constant (steps), the fraction of stable points; ``tol_unique`` is relative to the seeds' scale
+    (the absolute distance is in the summary), and the points' connected sets (``n_sets``,
+    ``n_distinct_fixed``, the largest set's size, extent and first-PC fraction) give counts that do
+    not depend on it.
     """
     big = model.state_size > 1024
     if big:  # an N x N Jacobian per point (and its O(N^3) solve) is out of reach: Adam only, no spectra
@@ -729,6 +841,9 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
                                "method": "adam only (N > 1024)" if big else "adam + levenberg-marquardt",
                                "n_unique_fixed": int(fp.is_fixed.sum())}
     summary.update({f"seeds_{k}": v for k, v in fp.status_counts().items()})
+    summary.update(state_scale=fp.params["state_scale"], tol_unique_abs=fp.params["tol_unique_abs"])
+    if fp.n_unique:
+        summary.update(fp.connected_sets().summary())
     if fp.n_unique and not big:
         mod = np.abs(fp.eigenvalues[:, :3])
         summary.update({

@@ -219,7 +219,7 @@ def _sequences(model: Any, batches: list[Any], limit: int):
         got += take
 
 
-@register_analysis("line-attractor", protocol=ReadoutDynamics, version="1", quick_params=_QUICK)
+@register_analysis("line-attractor", protocol=ReadoutDynamics, version="2", quick_params=_QUICK)
 def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int = 128, n_error_sequences: int = 32,
                    n_class_sequences: int = 512, q_fixed: float = 1e-8, max_linearised: int = 200,
                    adam_iters: int = 200, lm_iters: int = 40, q_tol: float = 1e-9, lm_damping: float = 1e-3,
@@ -228,7 +228,10 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
 
     From the states visited on ``n_state_sequences`` sequences of ``split`` (spread over the split):
     variance in the top 1-3 principal components; slow and fixed points at zero input from
-    ``n_seeds`` of those states (q = (1/N)||F(h, 0) - h||^2, kept when ``q < q_fixed``; the finder's
+    ``n_seeds`` of those states (q = (1/N)||F(h, 0) - h||^2, kept when ``q < q_fixed``; points outside
+    the model's ``state_bounds()`` are not counted; ``tol_unique`` is relative to the seeds' scale;
+    the slow points' connected sets, with the largest one's size, extent and first-PC fraction,
+    give a count that does not depend on that tolerance; the finder's
     settings are this analysis's parameters: by default the paper's mode, damped local steps that
     stop at ``q < q_tol = 1e-9``, which maps a line attractor rather than sliding onto its few exact
     zeros); the line through them (fraction of their variance on its axis, |cos| with the readout);
@@ -263,7 +266,14 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
         "var_pc1": float(pca.explained_variance_ratio[0]), "var_pc2": float(pca.explained_variance_ratio[:2].sum()),
         "var_pc3": float(pca.explained_variance_ratio[:3].sum()),
         "n_unique": fp.n_unique, "n_slow_points": int(slow.sum()),
+        "seeds_unreachable": fp.status_counts()["unreachable"],
+        "state_scale": fp.params["state_scale"], "tol_unique_abs": fp.params["tol_unique_abs"],
     }
+    if slow.any():  # the count that does not depend on a tolerance: connected sets of slow points
+        sets = fp.subset(slow).connected_sets()
+        summary.update({"n_slow_sets": sets.n_sets, "n_distinct_fixed": sets.n_distinct_fixed,
+                        "largest_slow_set": int(sets.sizes[0]), "largest_slow_set_extent": float(sets.extents[0]),
+                        "largest_slow_set_pc1": float(sets.pc1_fractions[0]), "link_abs": sets.link})
     use = fp.subset(slow) if slow.sum() >= 3 else fp
     summary["geometry_from"] = f"points with q < {q_fixed:g}" if slow.sum() >= 3 else "all unique points (few have q < q_fixed)"
     if use.n_unique > max_linearised:  # spectra cost O(N^3) per point: a random subset

@@ -31,6 +31,9 @@ class RecurrentDynamics(Protocol):
     Optional: ``state_jacobian(h, x) -> [B, N, N]`` and ``input_jacobian(h, x) -> [B, N, I]``,
     the Jacobians of ``step`` in closed form. Analyses use them when present (O(N^2) per point
     for the zoo's cells, against O(N^3) for autodiff) and fall back to ``torch.func`` otherwise.
+    ``state_bounds() -> (low [N], high [N])``: the box that holds every state the model can reach
+    from its initial state (``inf`` where a coordinate is unbounded), e.g. ``(-1, 1)`` for a GRU's
+    units; the fixed-point finder marks points outside it ``unreachable`` instead of counting them.
     """
 
     state_size: int

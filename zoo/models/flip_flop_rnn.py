@@ -47,6 +47,10 @@ class FlipFlopGRU(nn.Module):
     def initial_state(self, batch_size: int) -> torch.Tensor:
         return torch.zeros(batch_size, self.state_size, dtype=self.weight_hh.dtype)
 
+    def state_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(-1, 1)`` per unit: a GRU's update mixes the previous state with a tanh."""
+        return -torch.ones(self.state_size, dtype=torch.float64), torch.ones(self.state_size, dtype=torch.float64)
+
     def step(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """One GRU update ``h [B, N], x [B, n_bits] -> h' [B, N]``."""
         return gru_update(h, x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh)

@@ -231,6 +231,14 @@ class SentimentRNN(_TextModel):
         w = self.embedding.weight
         return torch.zeros(batch_size, self.state_size, dtype=w.dtype, device=w.device)
 
+    def state_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low [N], high [N])``: from the zero initial state every cell's ``h`` stays in ``[-1, 1]``
+        (a tanh, or a convex mix of tanh and the previous ``h``); an LSTM's cell ``c`` is unbounded."""
+        high = torch.ones(self.state_size, dtype=torch.float64)
+        if self.cell == "lstm":
+            high[self.hidden_size:] = math.inf
+        return -high, high
+
     def _weights(self):
         if self.cell == "ugrnn":
             return self.weight_ih, self.weight_hh, self.bias, None
