@@ -130,12 +130,22 @@ def get_entry(name: str) -> Entry:
     return _ENTRIES[name]
 
 
-def task(name: str, **task_overrides: Any):
-    """The task object of entry ``name`` (``zoo.task("random-net/tanh")``)."""
-    from zoo.tasks import get_task
+def task(name: str, as_trained: bool = True, **task_overrides: Any):
+    """The task object of entry ``name`` (``zoo.task("random-net/tanh")``).
+
+    ``as_trained``: the task as the shipped model saw it: the options its task class lists in
+    ``card_options`` (e.g. the retina's stimulus normalisation) are taken from the checkpoint's card
+    (``card["data"]``), so the model is evaluated on the inputs it was trained on without recomputing
+    them from the training data. Training starts from ``as_trained=False``."""
+    from zoo.tasks import get_task, task_class
 
     entry = get_entry(name)
-    return get_task(entry.task, **{**entry.task_kwargs, **task_overrides})
+    options = dict(entry.task_kwargs)
+    recorded = getattr(task_class(entry.task), "card_options", ())
+    if as_trained and recorded and entry.weights == "file" and entry.path.exists():
+        data = card(name).get("data") or {}
+        options.update({k: data[k] for k in recorded if k in data})
+    return get_task(entry.task, **{**options, **task_overrides})
 
 
 def validate_overrides(entry: Entry, overrides: dict[str, Any]) -> None:

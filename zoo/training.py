@@ -292,7 +292,7 @@ def train(
         raise FileNotFoundError(f"--resume: no {last} to resume from")
 
     L.seed_everything(seed, workers=True, verbose=False)
-    the_task = make_task(name, seed=seed, **task_options)
+    the_task = make_task(name, as_trained=False, seed=seed, **task_options)
     if not the_task.trainable:
         raise ValueError(f"task {the_task.name} is not trainable")
     config = {**entry.defaults, **overrides}

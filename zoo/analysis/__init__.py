@@ -4,11 +4,11 @@
     >>> get_analysis("curvature")(zoo.load("random-net/tanh"), zoo.task("random-net/tanh"))
 """
 
-from .protocols import (LayeredMap, MapStack, ReadoutDynamics, RecurrentDynamics, SpatialMaps, UnrolledInTime,
-                        as_layered_map, provides)
+from .protocols import (LayeredMap, MapStack, ReadoutDynamics, RecurrentDynamics, SpatialMaps, StimulusResponse,
+                        UnrolledInTime, as_layered_map, provides)
 from .registry import AnalysisResult, get_analysis, list_analyses, register_analysis
 
 __all__ = [
     "AnalysisResult", "LayeredMap", "MapStack", "ReadoutDynamics", "RecurrentDynamics", "SpatialMaps",
-    "UnrolledInTime", "as_layered_map", "get_analysis", "list_analyses", "provides", "register_analysis",
+    "StimulusResponse", "UnrolledInTime", "as_layered_map", "get_analysis", "list_analyses", "provides", "register_analysis",
 ]

@@ -5,6 +5,7 @@
 * :class:`SpatialMaps`: a stack of 2-D maps with their physical extent.
 * :class:`ReadoutDynamics`: recurrent dynamics with a linear readout of the state (the line-attractor
   analysis), and the sequences it reads.
+* :class:`StimulusResponse`: neurons driven by a stimulus movie (held-out response prediction).
 
 Every recurrent model is also a layered map: :func:`unrolled_in_time` gives the maps
 ``f_t(h) = F(h, x*)`` at a fixed input, so the manifold and mean-field analyses run on RNNs too.
@@ -75,6 +76,19 @@ class LayeredMap(Protocol):
     input_shape: tuple[int, ...]
 
     def layer_maps(self) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]: ...
+
+
+@runtime_checkable
+class StimulusResponse(Protocol):
+    """A model of ``n_cells`` neurons driven by a stimulus movie: ``input_shape = (lags, H, W)`` (frames
+    of history, pixels) and ``forward_blocks(stimulus [B, lags - 1 + T, H, W], history=None) -> rates
+    [B, n_cells, T]`` (expected spike counts per bin for each of the last ``T`` frames). A model with
+    spike history takes the past counts as ``history``; without them it runs its stimulus pathway."""
+
+    n_cells: int
+    input_shape: tuple[int, ...]
+
+    def forward_blocks(self, stimulus: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 @dataclass

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..analysis.response_prediction import receptive_fields, spatial_rf
 from ..registry import register
 
 PIXEL_MM = 0.05  # mm per stimulus pixel, as zoo.tasks.retina (analyses never import tasks, nor models tasks)
@@ -268,43 +269,6 @@ class RetinaLN(nn.Module):
         return self.l2 * (self.filters**2).sum()
 
 
-# ----------------------------------------------------------------------------- receptive fields
-
-
-@torch.no_grad()
-def receptive_fields(model: nn.Module, n_frames: int = 2000, seed: int = 0, batch: int = 100,
-                     checker: int = 2) -> torch.Tensor:
-    """Spike-triggered average of the model's own rates to binary white noise (+-1, ``checker``-px squares):
-    ``sta [cells, lags, F, F]`` (lag 0 = the current frame), ``sum_t r(t) x(t - lag) / sum_t r(t)``.
-    A GLM is run with zero spike history (its stimulus pathway)."""
-    lags, size = model.input_shape[0], model.input_shape[1]
-    g = torch.Generator().manual_seed(seed)
-    n = math.ceil(size / checker)
-    stim = (torch.randint(0, 2, (n_frames + lags - 1, n, n), generator=g).float() * 2 - 1)
-    stim = stim.repeat_interleave(checker, 1).repeat_interleave(checker, 2)[:, :size, :size]
-    was = model.training
-    model.eval()
-    sta = torch.zeros(model.n_cells, lags, size, size, dtype=torch.float64)
-    total = torch.zeros(model.n_cells, dtype=torch.float64)
-    for a in range(0, n_frames, batch):
-        b = min(n_frames, a + batch)
-        x = stim[a:b + lags - 1].unfold(0, lags, 1).permute(0, 3, 1, 2)  # [n, lags, F, F]
-        if hasattr(model, "forward_blocks"):  # one block: each frame's work is shared by its windows
-            r = model.forward_blocks(stim[None, a:b + lags - 1])[0].T.double()
-        else:
-            r = model(x.contiguous()).double()  # [n, cells]
-        sta += torch.einsum("nc,nlhw->clhw", r, x.double())
-        total += r.sum(0)
-    model.train(was)
-    return (sta / total[:, None, None, None].clamp_min(1e-12)).flip(1).float()
-
-
-def spatial_rf(sta: torch.Tensor) -> torch.Tensor:
-    """The spatial map ``[cells, F, F]`` of an STA ``[cells, lags, F, F]`` at its lag of largest variance."""
-    peak = sta.flatten(2).var(-1).argmax(1)
-    return sta[torch.arange(len(sta)), peak]
-
-
 # ----------------------------------------------------------------------------- registry
 
 _PAPER = "mcintosh2016"
@@ -316,6 +280,9 @@ _CNN_RECIPE = {"batch_size": 20, "lr": 2e-3, "optimizer": "adam", "max_steps": 2
                "eval_batch_size": 16, "storage_dtype": "float16"}
 _LN_RECIPE = {"batch_size": 8, "lr": 5e-3, "optimizer": "adam", "max_steps": 1500, "limit_val_batches": 20,
               "eval_batch_size": 16, "storage_dtype": "float16"}
+
+
+DATA_FRACTIONS = ()  # the data-efficiency curve below 100% (retina-natural/{cnn,ln}-<pct>pct)
 
 
 def _register_family(task: str, stimulus: str) -> None:
@@ -341,12 +308,19 @@ def _register_family(task: str, stimulus: str) -> None:
                                      "evaluated open loop)"),
     ):
         builder.__name__ = f"retina_{short}_{kind}"
+        notes = (_NOTE + "Shorter training than the paper's (CPU, one shared core); float16 storage; weaker weight "
+                 "penalties than the paper's 1e-3 (l2 = l1 = 1e-5: at 1e-3 the CNN stays below the LN model within "
+                 "this budget).")
         # the CNN trains on 20 blocks of 5 bins per step: batch-norm statistics over 20 stimulus segments
         register(f"{task}/{kind}", task=task, weights="file", paper=_PAPER, recipe=recipe, task_kwargs={"block": blocks},
-                 description=f"Ganglion cells under {stimulus}: {what}.",
-                 notes=_NOTE + "Shorter training than the paper's (CPU, one shared core); float16 storage; weaker "
-                 "weight penalties than the paper's 1e-3 (l2 = l1 = 1e-5: at 1e-3 the CNN stays below the LN model "
-                 "within this budget).")(builder)
+                 description=f"Ganglion cells under {stimulus}: {what}.", notes=notes)(builder)
+        if task == "retina-natural" and kind != "glm":  # the paper's data-efficiency curves: CNN and LN
+            for fraction in DATA_FRACTIONS:
+                register(f"{task}/{kind}-{round(fraction * 100)}pct", task=task, weights="file", paper=_PAPER,
+                         recipe=recipe, task_kwargs={"block": blocks, "train_fraction": fraction},
+                         description=f"Ganglion cells under {stimulus}: {what}; trained on the first {fraction:.0%} of "
+                         "the training data (a point of the data-efficiency curve; same recipe and steps).",
+                         notes=notes)(builder)
 
 
 _register_family("retina-natural", "natural scenes with fixational eye movements")

@@ -643,6 +643,8 @@ class RetinaTask(Task):
     """
 
     kind = ""
+    card_options = ("stimulus_mean", "stimulus_sd")  # zoo.task(NAME) takes them from the model's card
+    train_frames_checked = 10_000  # bins of the training blocks on which evaluate() measures the fit
 
     def __init__(self, seed: int = 0, data_file: str | None = None, lags: int = 40, block: int = 25, hist: int = 20,
                  val_fraction: float = 0.1, train_fraction: float = 1.0, train_frames: int = 60_000,
@@ -868,40 +870,100 @@ class RetinaTask(Task):
         rates = model.simulate(drive, n_trials, torch.Generator().manual_seed(seed))
         return rates.mean(0) / BIN_S
 
+    def _test_prediction(self, model: torch.nn.Module, n_sim: int, batch_size: int = 16,
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(pred [cells, T'] Hz, per_trial [trials, cells, T'] or None)`` over the test span: a GLM open
+        loop (mean of ``n_sim`` simulated trials, its own spikes feeding its history), a history model
+        without a simulator conditioned on each recorded repeat's past, any other model from the stimulus."""
+        if getattr(model, "hist", 0) and hasattr(model, "simulate"):
+            return self.simulate(model, n_trials=n_sim, seed=self.seed), None
+        if getattr(model, "hist", 0):
+            per_trial = self.predict(model, "test", histories=self.data.repeats("test"), batch_size=batch_size)
+            return per_trial.mean(0), per_trial
+        return self.predict(model, "test", batch_size=batch_size), None
+
+    @torch.no_grad()
+    def traces(self, model: torch.nn.Module, n_sim: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(predicted, recorded)`` rates ``[cells, T']`` (Hz) over the test span, both smoothed by the
+        same 10 ms Gaussian; the prediction is the one :meth:`evaluate` scores."""
+        was = model.training
+        model.eval()
+        pred = self._test_prediction(model, n_sim)[0]
+        model.train(was)
+        return gaussian_smooth(pred), smooth_rate(self.data.repeats("test")[..., self.test_span()].mean(0))
+
+    def heldout_set(self, kind: str | None = None, seed: int = 7_777, frames: int = 1_500,
+                    repeats: int = 20) -> "RetinaTask":
+        """A task over fresh held-out data with repeated trials: ``kind`` ("natural" or "whitenoise";
+        default this task's) stimuli of ``frames`` bins, ``repeats`` trials, simulated with ``seed``
+        (held-out photographs for natural scenes) and cached; normalised with *this* task's stimulus
+        statistics (the trained model's), so a model is tested on another ensemble as it was trained.
+        A task over a recording has no simulator: its held-out set is the recording's test split."""
+        kind = kind or self.kind
+        if kind not in RETINA_TASKS:
+            raise ValueError(f"unknown stimulus kind {kind!r}; choose from {', '.join(RETINA_TASKS)}")
+        mean, sd = self.stimulus_stats
+        options = dict(seed=self.seed, lags=self.lags, block=self.block, hist=self.hist, stimulus_mean=mean,
+                       stimulus_sd=sd, retina_seed=self.retina_seed)
+        if self.data_file:
+            if kind != self.kind:
+                raise ValueError(f"{self.data_file} is a {self.kind} recording; no {kind} held-out set can be made")
+            return type(self)(data_file=self.data_file, **options)
+        spec = {"heldout": True, "frames": frames, "repeats": repeats, "retina_seed": self.retina_seed,
+                "circuit": asdict(self.circuit.p)}
+        path = _dataset_path(kind, seed, spec)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            generate_dataset(path, kind, seed, 200, frames, repeats, self.circuit, progress=False)
+        return RETINA_TASKS[kind](data_file=str(path), **options)
+
+    def true_subunits(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The simulated circuit's bipolar subunit: ``(spatial [21, 21], temporal [2, lags])`` (ON, OFF
+        temporal filters, lag 0 first); ``None`` for a recording (its circuit is unknown)."""
+        if self.data_file:
+            return None
+        return self.circuit.dog, torch.stack([self.circuit.k_on, self.circuit.k_off])
+
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 16,
                  max_batches: int | None = None, n_sim: int = 50) -> dict[str, float]:
         """Poisson NLL, and on the test split with repeats: per-cell and mean Pearson correlation of the
         prediction (smoothed by the same 10 ms Gaussian) with the trial-averaged smoothed rate, the split-half ceiling, and the fraction of
         explainable variance. A GLM is run open loop (``n_sim`` simulated trials; its own spikes feed
-        its history), so every model predicts from the stimulus alone."""
+        its history), so every model predicts from the stimulus alone.
+
+        The fit to the model's own training data, for the train/test gap of the data-efficiency curves:
+        ``train_poisson_nll`` and ``train_bin_correlation`` (per-bin Pearson r of the prediction with
+        the single-trial counts, mean over cells) on up to ``train_frames_checked`` bins of the training
+        blocks actually used (``train_fraction``; a model with spike history is conditioned on the
+        recorded past there), beside ``poisson_nll`` and ``test_bin_correlation`` (the same per-bin r
+        against each held-out repeat, averaged over repeats) on the test split."""
         repeats = self.data.repeats("test") if split == "test" else None
         if repeats is None:
             return super().evaluate(model, split, batch_size, max_batches)
+        n_train = max(1, self.train_frames_checked // (self.block * batch_size))
+        fit = super().evaluate(model, "train", batch_size, max_batches=n_train)
         was = model.training
         model.eval()
-        span = self.test_span()
-        rep = repeats[..., span]
+        rep = repeats[..., self.test_span()]
         extra: dict[str, float] = {}
-        if getattr(model, "hist", 0) and hasattr(model, "simulate"):  # a GLM: open loop, from the stimulus alone
-            pred = self.simulate(model, n_trials=n_sim, seed=self.seed)
-            nll = (pred * BIN_S - rep * torch.log(pred * BIN_S + 1e-6)).mean()
+        pred, per_trial = self._test_prediction(model, n_sim, batch_size)
+        rates = pred if per_trial is None else per_trial
+        nll = (rates * BIN_S - rep * torch.log(rates * BIN_S + 1e-6)).mean()
+        if getattr(model, "hist", 0) and hasattr(model, "simulate"):
             # for comparison: one-step-ahead, conditioned on each recorded repeat's own past spikes
             cond = self.predict(model, "test", histories=repeats, batch_size=batch_size).mean(0)
             extra["test_correlation_conditional"] = float(pearson(gaussian_smooth(cond), smooth_rate(rep.mean(0))).mean())
-        elif getattr(model, "hist", 0):  # a history model without a simulator: conditioned on each repeat's past
-            per_trial = self.predict(model, "test", histories=repeats, batch_size=batch_size)
-            nll = (per_trial * BIN_S - rep * torch.log(per_trial * BIN_S + 1e-6)).mean()
-            pred = per_trial.mean(0)
-        else:
-            pred = self.predict(model, "test", batch_size=batch_size)
-            nll = (pred * BIN_S - rep * torch.log(pred * BIN_S + 1e-6)).mean()
         model.train(was)
+        pred_bins = pred * BIN_S  # expected counts per bin
         pred = gaussian_smooth(pred)  # the same 10 ms Gaussian as the recorded rates
         target = smooth_rate(rep.mean(0))
         corr = pearson(pred, target).float()
         ceiling = split_half_ceiling(rep, seed=self.seed).float()
         fev = explainable_variance_fraction(pred, rep).float()
+        single = torch.stack([pearson(pred_bins, trial) for trial in rep]).nanmean(0)  # [cells]
+        extra.update(train_poisson_nll=fit["poisson_nll"], train_bin_correlation=fit["bin_correlation"],
+                     test_bin_correlation=float(single.mean()))
         metrics = {"loss": float(nll), "poisson_nll": float(nll), "test_correlation": float(corr.mean()),
                    "ceiling_correlation": float(ceiling.mean()), "explained_variance_fraction": float(fev.mean()),
                    "test_correlation_sem": float(corr.std() / math.sqrt(len(corr))) if len(corr) > 1 else 0.0, **extra}
@@ -923,3 +985,6 @@ class WhiteNoise(RetinaTask):
 
     name = "retina-whitenoise"
     kind = "whitenoise"
+
+
+RETINA_TASKS = {"natural": NaturalScenes, "whitenoise": WhiteNoise}
