@@ -15,12 +15,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-## demo: the analyses the report shows, on every compatible entry (results/), then report/REPORT.md
-## with the papers' figures, read from that same cache (nothing is computed twice)
+## demo: report/REPORT.md with the papers' figures: the analyses the report shows (cached in results/)
+## and the sections' own simulations in one pool of 2 processes; then the analyses' tables
+## (results/*.md), read from that same cache (nothing is computed twice)
 demo: $(STAMP)
 	$(VENV)/bin/zoo list
-	$(VENV)/bin/zoo bench --report --out results --jobs 2
 	$(VENV)/bin/zoo figures --out report --results results --jobs 2
+	$(VENV)/bin/zoo bench --report --out results --jobs 2
 
 ## test: the linter (ruff, configured in pyproject.toml), then the test suite
 ## (slow training-to-convergence tests excluded; `make test-slow` runs them)

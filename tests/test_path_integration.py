@@ -195,3 +195,25 @@ def test_shipped_entry_card():
     model = zoo.load("path-integration/rnn-relu")
     v, p0 = _batch(zoo.task("path-integration/rnn-relu"), b=4)[:2]
     assert model(v, p0).shape == (4, 20, 512)
+
+
+def test_glorot_start_has_spectral_radius_near_one():
+    net = GridRNN(hidden_size=512, init="glorot", seed=0)
+    radius = torch.linalg.eigvals(net.weight_hh.detach()).abs().max()
+    assert 0.9 < radius < 1.1  # the uniform start of the authors' PyTorch code: about 0.58
+    with pytest.raises(ValueError, match="glorot"):
+        GridRNN(hidden_size=8, init="orthogonal")
+
+
+def test_training_logs_the_gridness_probe(tmp_path):
+    """`zoo train --probe-every N` logs the task's probe (gridness, dead units) from step 0."""
+    import csv
+
+    from zoo.training import train
+
+    train("path-integration/rnn-relu", overrides={"hidden_size": 16}, max_steps=4, batch_size=8, probe_every=2,
+          runs_root=tmp_path, progress_bar=False)
+    log = next(tmp_path.glob("path-integration__rnn-relu/seed0/logs/*/metrics.csv"))
+    rows = [r for r in csv.DictReader(log.open()) if r.get("probe/grid_fraction_0.3")]
+    assert [int(r["step"]) for r in rows] == [0, 2]
+    assert all(0 <= float(r["probe/dead_fraction"]) <= 1 for r in rows)

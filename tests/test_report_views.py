@@ -96,3 +96,39 @@ def test_one_sided_verdicts_and_bad_verdicts():
     assert report.at_most(0.25, 0.2, 0.1) == "near" and report.at_most(0.5, 0.2, 0.1) == "differs"
     with pytest.raises(ValueError, match="verdict"):
         report.Row("x", 1, 1, verdict="close")
+
+
+def _tanh_growth_view(out_dir, quick):
+    """A view section (module level, so a worker process can import it)."""
+    found = report.analysis_results("curvature", "random-net/*tanh", quick)
+    return report.Section("view", rows=[report.Row(n, r.summary["euclidean_growth"], "") for n, r in found.items()])
+
+
+def _own_section(out_dir, quick):
+    """A section that needs no analysis (it computes for itself)."""
+    return report.Section("own", rows=[report.Row("two", 2, "")])
+
+
+def test_figures_in_a_pool_runs_sections_and_analyses_together(tmp_path, monkeypatch):
+    """--jobs 2: the self-computing section, the analyses and the view share one pool of processes
+    and give what one process gives."""
+    monkeypatch.setitem(report._SECTIONS, "test-view", ("view", _tanh_growth_view))
+    monkeypatch.setitem(report._NEEDS, "test-view", [("curvature", "random-net/*tanh")])
+    monkeypatch.setitem(report._SECTIONS, "test-own", ("own", _own_section))
+    monkeypatch.setitem(report._NEEDS, "test-own", [])
+    pooled = dict(report.run_sections(["test-own", "test-view"], tmp_path / "a", quick=True,
+                                      results_dir=tmp_path / "pooled", jobs=2))
+    alone = dict(report.run_sections(["test-own", "test-view"], tmp_path / "b", quick=True,
+                                     results_dir=tmp_path / "alone", jobs=1))
+    assert pooled["test-own"].rows == alone["test-own"].rows == [report.Row("two", 2, "")]
+    assert len(pooled["test-view"].rows) == 2 and pooled["test-view"].rows == alone["test-view"].rows
+    assert (tmp_path / "pooled" / "curvature.h5").exists()
+
+
+def test_needed_analyses_and_costliest_first():
+    from zoo.analysis.bench import costliest_first
+
+    needs = report.needed_analyses()
+    assert needs["line-attractor"] == ["sentiment-*/*"] and "retina-*/cnn" in needs["curvature"]
+    work = [("a", "curvature", {}), ("b", "line-attractor", {}), ("c", "response-prediction", {})]
+    assert costliest_first(work) == [1, 0, 2]

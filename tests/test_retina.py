@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import zoo
 from zoo.models.retina import RetinaCNN, RetinaLN, receptive_fields, spatial_rf
 from zoo.tasks import get_task
 from zoo.tasks.retina import (RetinaCircuit, RetinaDataError, RetinaFile, generate_dataset, make_stimulus,
@@ -259,3 +260,44 @@ def test_glm_open_loop_simulation():
         assert glm.simulate(drive, 4, torch.Generator().manual_seed(1)).mean() < 0.8 * free.mean()
         glm.history_filter.fill_(5.0)  # runaway self-excitation is capped at max_rate (2 spikes per bin)
         assert glm.simulate(drive, 4, torch.Generator().manual_seed(1)).max() <= 2.0
+
+
+def test_zoo_task_takes_the_trained_normalisation_from_the_card():
+    task = zoo.task("retina-natural/ln")
+    data = zoo.card("retina-natural/ln")["data"]
+    assert task.stimulus_stats == (data["stimulus_mean"], data["stimulus_sd"])
+    assert task._data is None  # known without reading (or generating) the training data
+    fresh = zoo.task("retina-natural/ln", as_trained=False)
+    assert fresh._stats is None  # a training run computes its own
+
+
+def test_filter_recovery_finds_the_true_subunit_in_a_shifted_copy():
+    from zoo.analysis.response_prediction import filter_recovery
+
+    task = zoo.task("retina-natural/cnn")
+    dog, temporal = task.true_subunits()
+    c = dog.shape[-1] // 2
+    own = dog[c - 7:c + 8, c - 7:c + 8]
+    shifted = torch.roll(dog, (2, -1), (0, 1))[c - 7:c + 8, c - 7:c + 8]
+    noise = torch.randn(15, 15, generator=torch.Generator().manual_seed(0))
+    spatial = torch.stack([own, shifted, noise])
+    times = torch.stack([temporal[0], -temporal[1], torch.ones(temporal.shape[1])])
+    rec = filter_recovery(spatial, times, dog, temporal)
+    assert rec["spatial"][0] == pytest.approx(1.0, abs=1e-5) and rec["spatial"][1] > 0.95 and rec["spatial"][2] < 0.6
+    assert rec["temporal"][:2] == pytest.approx([1.0, 1.0], abs=1e-5) and list(rec["match"][:2]) == [0, 1]
+
+
+def test_response_prediction_on_fresh_held_out_repeats():
+    from zoo.analysis import get_analysis
+
+    spec = get_analysis("response-prediction")
+    ln = zoo.load("retina-natural/ln")
+    result = spec(ln, zoo.task("retina-natural/ln"), **spec.quick_params)
+    s, a = result.summary, result.arrays
+    assert 0.4 < s["natural_correlation"] < s["natural_ceiling"] <= 1 and 0 < s["whitenoise_correlation"] < 1
+    assert a["natural_per_cell"].shape == (8,) and a["rf"].shape == (8, 50, 50)
+    assert a["natural_pred"].shape == a["natural_target"].shape == (8, 300 - 40 + 1 - 11)
+    assert "filter_recovery_spatial" not in s  # an LN model has no first-layer filters
+    assert not spec.applies_to(zoo.load("random-net/tanh"))
+    with pytest.raises(TypeError, match="held-out repeats"):
+        spec(ln, zoo.task("random-net/tanh"), **spec.quick_params)

@@ -134,7 +134,8 @@ def cmd_train(args) -> int:
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"),
                  task_options=_pairs(args.task_set, "--task-set"), max_steps=args.max_steps,
-                 max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, resume=args.resume,
+                 max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, probe_every=args.probe_every,
+                 resume=args.resume,
                  runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
     if path is None:  # a DDP rank other than 0: rank 0 reports
         return 0
@@ -251,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-set", action="append", metavar="KEY=VALUE",
                    help="task option, e.g. --task-set data_file=rec.h5 or --task-set train_fraction=0.1")
     p.add_argument("--max-steps", type=_positive_int)
+    p.add_argument("--probe-every", type=_positive_int, metavar="STEPS",
+                   help="log the task's probe metrics (e.g. gridness) every STEPS steps, in the run's metrics.csv")
     p.add_argument("--max-epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)

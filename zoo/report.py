@@ -97,10 +97,15 @@ def register_section(name: str, title: str, needs: list[tuple[str, str]] | None 
     return decorator
 
 
-def needed_analyses(names: list[str] | None = None) -> list[str]:
-    """The analyses the report's sections (all by default) declare they need."""
+def needed_analyses(names: list[str] | None = None) -> dict[str, list[str]]:
+    """``{analysis: [entry wildcards]}``: what the report's sections (all by default) declare they need."""
     known = list_sections()
-    return sorted({analysis for n in (names or known) for analysis, _ in _NEEDS[n]})
+    needs: dict[str, list[str]] = {}
+    for analysis, pattern in (need for n in (names or known) for need in _NEEDS[n]):
+        needs.setdefault(analysis, [])
+        if pattern not in needs[analysis]:
+            needs[analysis].append(pattern)
+    return dict(sorted(needs.items()))
 
 
 def analysis_results(analysis: str, pattern: str, quick: bool = False) -> dict[str, Any]:
@@ -118,6 +123,52 @@ def analysis_results(analysis: str, pattern: str, quick: bool = False) -> dict[s
 def list_sections() -> list[str]:
     importlib.import_module("zoo.papers")  # registers the built-in sections
     return sorted(_SECTIONS)
+
+
+def _run_section(func: Callable[[Path, bool], Section], out_dir: Path, quick: bool,
+                 results_dir: Path) -> Section | Exception:
+    """A section (or the exception it raised), reading analyses from ``results_dir``; also the entry
+    point of a worker process (``func`` travels by reference: its module is imported there)."""
+    global _RESULTS_DIR
+    _RESULTS_DIR = Path(results_dir)
+    try:
+        return func(out_dir, quick)
+    except Exception as err:  # reported in the section's place
+        return err
+
+
+def _run_in_pool(work: list[tuple[str, str, dict[str, Any]]], names: list[str], out_dir: Path, quick: bool,
+                 jobs: int) -> dict[str, Section | Exception]:
+    """The analyses and the sections in one pool of ``jobs`` processes: first the sections that need no
+    analysis (they compute their own figures, e.g. simulations), then the analyses, costliest first,
+    then the sections that are views (by then their results are cached, or being computed: a
+    worker asking for a result in progress waits for it on the cache's lock)."""
+    from concurrent.futures import as_completed
+
+    from tqdm.auto import tqdm
+
+    from zoo.analysis.bench import _row, costliest_first, worker_pool
+
+    own = [n for n in names if not _NEEDS[n]]
+    views = [n for n in names if _NEEDS[n]]
+    done: dict[str, Section | Exception] = {}
+    with worker_pool(jobs) as pool, tqdm(total=len(work) + len(names), desc="report", disable=quick) as bar:
+        def section(name: str):
+            return pool.submit(_run_section, _SECTIONS[name][1], out_dir, quick, _RESULTS_DIR)
+
+        futures = {section(n): n for n in own}
+        futures.update({pool.submit(_row, *work[i], _RESULTS_DIR): i for i in costliest_first(work)})
+        futures.update({section(n): n for n in views})
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                value = future.result()  # a bench row (failures recorded in it) or a section
+            except Exception as err:  # e.g. a section whose result cannot be sent back from the worker
+                value = err
+            if isinstance(key, str):
+                done[key] = value
+            bar.update()
+    return done
 
 
 def _fmt(value: Any) -> str:
@@ -148,16 +199,19 @@ def run_sections(names: list[str] | None, out_dir: Path, quick: bool = False, re
         params = get_analysis(analysis).quick_params if quick else {}
         work += [(entry, analysis, params) for entry in compatible_entries(analysis, pattern)[0]]
     _RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    run_pairs(work, _RESULTS_DIR, jobs=jobs, progress=not quick)  # failures resurface in their section
+    if jobs > 1:  # failures of analyses resurface in their sections
+        done = _run_in_pool(work, names, out_dir, quick, jobs)
+    else:
+        run_pairs(work, _RESULTS_DIR, jobs=1, progress=not quick)
+        done = {name: _run_section(_SECTIONS[name][1], out_dir, quick, _RESULTS_DIR) for name in names}
     results: list[tuple[str, Section | Exception]] = []
     body: list[str] = []
     for name in names:
-        title, func = _SECTIONS[name]
-        try:
-            section = func(out_dir, quick)
-        except Exception as err:  # a failing section is reported, not fatal
-            results.append((name, err))
-            body += [f"## {title}", "", f"**failed**: `{type(err).__name__}: {err}`", ""]
+        title = _SECTIONS[name][0]
+        section = done[name]
+        if isinstance(section, Exception):  # a failing section is reported, not fatal
+            results.append((name, section))
+            body += [f"## {title}", "", f"**failed**: `{type(section).__name__}: {section}`", ""]
             continue
         results.append((name, section))
         body += [f"## {section.title}", ""]

@@ -53,6 +53,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "val_check_interval": None,
     "eval_batch_size": 256,
     "checkpoint_every_n_steps": 500,  # how often runs/.../last.ckpt is refreshed during an epoch
+    "probe_every_n_steps": None,  # how often the task's probe(model) metrics are logged (tasks that have one)
 }
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -163,6 +164,30 @@ class _Snapshot(Callback):
         self._save(trainer)
 
 
+class _Probe(Callback):
+    """The task's ``probe(model) -> {name: value}`` (e.g. the grid cells' gridness) every ``every``
+    steps, from step 0, logged as ``probe/<name>`` in the run's metrics.csv: how a property emerges
+    during training. Rank 0 probes; the probe draws from its own generators, not the training's."""
+
+    def __init__(self, task: Any, every: int):
+        self.task, self.every = task, every
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step % self.every or not trainer.is_global_zero:
+            return
+        was = pl_module.model.training
+        pl_module.model.eval()
+        with torch.no_grad():
+            metrics = self.task.probe(pl_module.model)
+        pl_module.model.train(was)
+        trainer.logger.log_metrics({f"probe/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
+
+
+def _probes(task: Any, recipe: dict[str, Any]) -> list[Callback]:
+    every = recipe.get("probe_every_n_steps")
+    return [_Probe(task, every)] if every not in (None, -1) and callable(getattr(task, "probe", None)) else []
+
+
 class _WeightsOnlyCheckpointIO(TorchCheckpointIO):
     """Resumes load ``.ckpt`` files with ``torch.load(weights_only=True)`` whatever torch's default,
     so a planted ``.ckpt`` cannot run code."""
@@ -227,6 +252,7 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
 
     positive_int("max_steps", allow_unset=True)
     positive_int("batch_size")
+    positive_int("probe_every_n_steps", allow_unset=True)
     if recipe["max_epochs"] is not None:
         positive_int("max_epochs")
     lr = recipe["lr"]
@@ -258,6 +284,7 @@ def train(
     max_epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    probe_every: int | None = None,
     resume: bool = False,
     runs_root: Path | str = "runs",
     trainer_kwargs: dict[str, Any] | None = None,
@@ -266,8 +293,9 @@ def train(
     """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
     ``overrides`` are builder keywords (``--set key=value``); ``task_options`` are the task's own
-    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``lr`` override the
-    entry's recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
+    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``lr`` and
+    ``probe_every`` (steps between the task's ``probe`` metrics, e.g. gridness) override the entry's
+    recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
     precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
     file (with a manifest in the run folder) is written by rank 0 only; other ranks return ``None``.
     Nothing is written to the shipped set: see :func:`zoo.checkpoint.export`.
@@ -279,7 +307,8 @@ def train(
         raise ValueError(f"{name} is a '{entry.weights}' entry: its weights come from its seed, there is nothing to train")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr}
+    given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr,
+             "probe_every_n_steps": probe_every}
     recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
     _check_recipe(name, recipe)
     validate_overrides(entry, overrides)
@@ -308,7 +337,7 @@ def train(
         limit_val_batches=recipe["limit_val_batches"],
         val_check_interval=recipe["val_check_interval"],
         logger=CSVLogger(directory, name="logs"),
-        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])],
+        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])] + _probes(the_task, recipe),
         enable_checkpointing=False,  # _Snapshot is the one checkpoint writer
         use_distributed_sampler=False,  # the tasks' samplers shard themselves, reproducibly
         plugins=[_WeightsOnlyCheckpointIO()],

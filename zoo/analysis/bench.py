@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
+from concurrent.futures import as_completed
 import fcntl
 import hashlib
 import io
@@ -153,37 +155,50 @@ def compatible_entries(analysis: str, pattern: str = "*") -> tuple[list[str], li
     return names, problems
 
 
-def run_pairs(work: list[tuple[str, str, dict[str, Any]]], out_dir: Path | str, jobs: int = 1,
-              progress: bool = True) -> list[dict[str, Any]]:
-    """A bench row for each ``(entry, analysis, params)`` in ``work``, in order, through the cache in
-    ``out_dir``; ``jobs > 1``: in that many processes of one thread each."""
+def worker_pool(jobs: int):
+    """A pool of ``jobs`` fresh processes (spawned) of one thread each, for :func:`run_pairs` and the report."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+
+
+def costliest_first(work: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    """Indices of ``work`` in the order to start it: the analyses with the largest ``cost`` first
+    (a long job started last would leave the other processes idle at the end)."""
+    return sorted(range(len(work)), key=lambda i: -get_analysis(work[i][1]).cost)
+
+
+def run_pairs(work: list[tuple[str, str, dict[str, Any]]], out_dir: Path | str, jobs: int = 1,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """A bench row for each ``(entry, analysis, params)`` in ``work``, in order, through the cache in
+    ``out_dir``; ``jobs > 1``: in that many processes of one thread each, costliest analyses first."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     bar = tqdm(total=len(work), desc="analyses", disable=not progress)
-    rows = []
+    rows: list[dict[str, Any]] = [{} for _ in work]
     if jobs == 1 or len(work) < 2:
-        for name, analysis, own in work:
+        for i, (name, analysis, own) in enumerate(work):
             bar.set_postfix_str(f"{analysis} {name}")
-            rows.append(_row(name, analysis, own, out_dir))
+            rows[i] = _row(name, analysis, own, out_dir)
             bar.update()
     else:
-        with ProcessPoolExecutor(min(jobs, len(work)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init) as pool:
-            for row in pool.map(_row, *zip(*[(name, analysis, own, out_dir) for name, analysis, own in work])):
-                rows.append(row)
+        with worker_pool(min(jobs, len(work))) as pool:
+            futures = {pool.submit(_row, *work[i], out_dir): i for i in costliest_first(work)}
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
                 bar.update()
     bar.close()
     return rows
 
 
-def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None = None,
+def bench(analyses: list[str] | dict[str, list[str]], pattern: str = "*", params: dict[str, Any] | None = None,
           out_dir: Path | str = "results", progress: bool = True, jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
     """Run each analysis on every matching entry that offers its protocol; return rows per analysis.
 
+    ``analyses``: names, or ``{name: [entry wildcards]}`` to run each on the entries matching one of
+    its own wildcards (and ``pattern``), as ``zoo bench --report`` does with the report's needs.
     ``params`` go to the analyses that take them (an unknown parameter is an error). ``jobs > 1``
     runs (analysis, entry) pairs in that many processes of one thread each (results are shared
     through the cache's locks). A row is ``{"entry", "status" ("ok" | "cached" | "failed: ..." |
@@ -194,15 +209,17 @@ def bench(analyses: list[str], pattern: str = "*", params: dict[str, Any] | None
     params = params or {}
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    specs = [get_analysis(a) for a in analyses]
+    wildcards = analyses if isinstance(analyses, dict) else {a: ["*"] for a in analyses}
+    specs = [get_analysis(a) for a in wildcards]
     unused = set(params) - {k for spec in specs for k in spec.defaults}
     if unused:
-        raise TypeError(f"no analysis among {', '.join(analyses)} takes {', '.join(sorted(unused))}")
+        raise TypeError(f"no analysis among {', '.join(wildcards)} takes {', '.join(sorted(unused))}")
     work: list[tuple[str, str, dict[str, Any]]] = []
     tables: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
         names, problems = compatible_entries(spec.name, pattern)
-        tables[spec.name] = problems
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, w) for w in wildcards[spec.name])]
+        tables[spec.name] = [p for p in problems if any(fnmatch.fnmatchcase(p["entry"], w) for w in wildcards[spec.name])]
         own = {k: v for k, v in params.items() if k in spec.defaults}  # each analysis takes its own
         work += [(name, spec.name, own) for name in names]
     rows = run_pairs(work, out_dir, jobs=jobs, progress=progress)

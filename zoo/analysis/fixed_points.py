@@ -810,7 +810,7 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
     return out
 
 
-@register_analysis("fixed-points", protocol=RecurrentDynamics, version="3", quick_params={"n_seeds": 32})
+@register_analysis("fixed-points", protocol=RecurrentDynamics, version="3", quick_params={"n_seeds": 32}, cost=10)
 def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.0, q_keep: float = 1e-8,
                           q_tol: float = 1e-12, lm_damping: float = 1e-6, tol_unique: float = 1e-3, seed: int = 0,
                           split: str = "test") -> AnalysisResult:

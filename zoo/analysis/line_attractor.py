@@ -219,7 +219,7 @@ def _sequences(model: Any, batches: list[Any], limit: int):
         got += take
 
 
-@register_analysis("line-attractor", protocol=ReadoutDynamics, version="2", quick_params=_QUICK)
+@register_analysis("line-attractor", protocol=ReadoutDynamics, version="2", quick_params=_QUICK, cost=20)
 def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int = 128, n_error_sequences: int = 32,
                    n_class_sequences: int = 512, q_fixed: float = 1e-8, max_linearised: int = 200,
                    adam_iters: int = 200, lm_iters: int = 40, q_tol: float = 1e-9, lm_damping: float = 1e-3,

@@ -42,6 +42,7 @@ class Analysis:
     func: Callable[..., AnalysisResult]
     description: str
     quick_params: dict[str, Any] = field(default_factory=dict)  # fast settings for registry-wide tests
+    cost: float = 1.0  # rough relative cost per entry: parallel runs start the costliest analyses first
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -67,19 +68,20 @@ _ANALYSES: dict[str, Analysis] = {}
 
 
 def register_analysis(name: str, protocol: type | None, version: str = "1",
-                      quick_params: dict[str, Any] | None = None) -> Callable:
+                      quick_params: dict[str, Any] | None = None, cost: float = 1.0) -> Callable:
     """Decorator registering ``func(model, task, **params) -> AnalysisResult`` as ``name``.
 
     ``version`` is part of every cached result's key: bump it when the analysis's output changes.
     ``quick_params`` are keyword parameters that make a fast run, used by the tests that run
-    every analysis on every compatible entry.
+    every analysis on every compatible entry. ``cost``: a rough relative cost per entry, used only
+    to start the costliest work first when entries run in parallel (``--jobs``).
     """
 
     def decorator(func: Callable[..., AnalysisResult]) -> Callable[..., AnalysisResult]:
         if name in _ANALYSES and _ANALYSES[name].func is not func:
             raise ValueError(f"analysis {name!r} is already registered")
         doc = (inspect.getdoc(func) or "").split("\n\n")[0]
-        _ANALYSES[name] = Analysis(name, protocol, str(version), func, doc, dict(quick_params or {}))
+        _ANALYSES[name] = Analysis(name, protocol, str(version), func, doc, dict(quick_params or {}), float(cost))
         return func
 
     return decorator

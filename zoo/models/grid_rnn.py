@@ -37,8 +37,9 @@ class GridRNN(nn.Module):
         super().__init__()
         if activation not in _NONLINEARITIES:
             raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(_NONLINEARITIES)}")
-        if init not in ("pytorch", "identity"):
-            raise ValueError(f"unknown init {init!r}; choose 'pytorch' (the authors') or 'identity'")
+        if init not in ("pytorch", "glorot", "identity"):
+            raise ValueError(f"unknown init {init!r}; choose 'pytorch' (the authors' PyTorch code), 'glorot' "
+                             "(their TensorFlow code and the grid-producing replications) or 'identity'")
         if hidden_size < 1 or n_place_cells < 1:
             raise ValueError(f"hidden_size and n_place_cells must be positive, got {hidden_size}, {n_place_cells}")
         self.activation, self.phi = activation, _NONLINEARITIES[activation]
@@ -59,6 +60,8 @@ class GridRNN(nn.Module):
             self.rnn.weight_hh_l0.copy_(uniform((hidden_size, hidden_size), hidden_size))
             if init == "identity":  # IRNN start (Le et al. 2015): activity neither dies nor explodes
                 self.rnn.weight_hh_l0.copy_(torch.eye(hidden_size))
+            elif init == "glorot":  # U(+-sqrt(6 / (fan_in + fan_out))): spectral radius about 1
+                self.rnn.weight_hh_l0.copy_(uniform((hidden_size, hidden_size), hidden_size) * math.sqrt(3))
         self.decoder = uniform((n_place_cells, hidden_size), hidden_size)
 
     @property
@@ -161,7 +164,7 @@ _PAPER_RECIPE = "`zoo train path-integration/rnn-relu --set hidden_size=4096 --m
 @register(
     "path-integration/rnn-relu", task="path-integration", weights="file", paper="sorscher2019",
     recipe={"batch_size": 200, "lr": 1e-4, "optimizer": "adam", "weight_decay": 1e-4, "max_steps": 5000,
-            "limit_val_batches": 2, "eval_batch_size": 200, "storage_dtype": "float16"},
+            "limit_val_batches": 2, "eval_batch_size": 200, "storage_dtype": "float16", "probe_every_n_steps": 1000},
     description="ReLU RNN path integrator (Sorscher et al. 2019): velocity in, DoG place-cell code out; "
                 "grid-like units emerge in the hidden layer.",
     notes="Shipped network is smaller and shorter-trained than the paper's, to fit one shared CPU core in about "

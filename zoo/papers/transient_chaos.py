@@ -84,8 +84,8 @@ def _fig_pcs(sims: dict, path: Path) -> None:
         for j, layer in enumerate(layers):
             h = sims[sw].kept[layer]
             h = h - h.mean(0)
-            u, s, _ = np.linalg.svd(h, full_matrices=False)
-            xy = u[:, :2] * s[:2]
+            vals, vecs = np.linalg.eigh(h @ h.T)  # the M x M Gram matrix: PC scores u s without an SVD of [M, N]
+            xy = vecs[:, -2:][:, ::-1] * np.sqrt(vals[-2:][::-1].clip(0))
             ax = axes[i, j]
             ax.plot(np.r_[xy[:, 0], xy[:1, 0]], np.r_[xy[:, 1], xy[:1, 1]], color=COLORS[sw], lw=0.7)
             ax.set_xticks([]), ax.set_yticks([])
@@ -145,7 +145,10 @@ def _fig_phase(n: int, path: Path):
 
 def _shallow_errors(theta: np.ndarray, y: np.ndarray, widths, seed: int = 0) -> np.ndarray:
     """Relative test error (1 - R^2) of one-hidden-layer tanh nets ``sum_j a_j tanh(s_j cos(theta - psi_j) + b_j)``
-    fitted by ridge least squares on random features (even angles train, odd angles test)."""
+    fitted by ridge least squares on random features (even angles train, odd angles test).
+
+    ``y [M, D]``: D targets (one per depth) fitted with the same features, one solve per width.
+    Returns ``[len(widths), D]``."""
     rng = np.random.default_rng(seed)
     train, test = slice(0, None, 2), slice(1, None, 2)
     errors = []
@@ -158,7 +161,7 @@ def _shallow_errors(theta: np.ndarray, y: np.ndarray, widths, seed: int = 0) -> 
         Xt, yt = X[train], y[train]
         coef = np.linalg.solve(Xt.T @ Xt + 1e-8 * len(yt) * np.eye(K + 1), Xt.T @ yt)
         resid = y[test] - X[test] @ coef
-        errors.append(float(np.mean(resid**2) / np.var(y[test])))
+        errors.append(np.mean(resid**2, axis=0) / np.var(y[test], axis=0))
     return np.array(errors)
 
 
@@ -168,24 +171,36 @@ def _expressivity(cfg: dict, path: Path) -> dict:
     import zoo
     from zoo.analysis import manifold_propagation as mp
 
-    depth_max = max(cfg["expr_depths"])
-    net = zoo.load("random-net/tanh", sigma_w2=16.0, sigma_b2=SIGMA_B2, width=cfg["expr_width"], depth=depth_max + 1, seed=1)
+    depths = cfg["expr_depths"]
+    net = zoo.load("random-net/tanh", sigma_w2=16.0, sigma_b2=SIGMA_B2, width=cfg["expr_width"],
+                   depth=max(depths) + 1, seed=1).double()
     M = cfg["expr_points"]
-    p = mp.propagate(net, n_angles=M, q0=mp.default_q0(net, 1), start_layer=1, keep_layers=cfg["expr_depths"],
-                     theory=False)
-    theta = p.theta
+    # the great circle as h^1 (as mp.propagate places it), then a plain forward pass: only the
+    # activations are needed here, not the curve's derivatives
+    theta_t = torch.arange(M, dtype=torch.float64) * (2 * math.pi / M)
+    maps = net.layer_maps()
+    h = mp.great_circle((net.width,), math.sqrt(net.width * mp.default_q0(net, 1)), seed=0)(theta_t)
+    kept = {}
+    with torch.no_grad():
+        for layer in range(1, max(depths) + 1):
+            if layer > 1:
+                h = maps[layer - 1](h)
+            if layer in depths:
+                kept[layer] = h[:, 0].numpy()
+    theta = theta_t.numpy()
+    targets = np.stack([(kept[d] - kept[d].mean()) / kept[d].std() for d in depths], 1)  # unit 0 at each depth
+    all_errors = _shallow_errors(theta, targets, np.array(cfg["expr_widths"]))
     errors, needed = {}, {}
     widths = np.array(cfg["expr_widths"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     cmap = plt.get_cmap("viridis")
-    for i, d in enumerate(cfg["expr_depths"]):
-        y = p.kept[d][:, 0]
-        y = (y - y.mean()) / y.std()
-        err = _shallow_errors(theta, y, widths)
+    for i, d in enumerate(depths):
+        y = targets[:, i]
+        err = all_errors[:, i]
         errors[d] = err
         ok = np.nonzero(err < 0.1)[0]
         needed[d] = int(widths[ok[0]]) if len(ok) else None
-        color = cmap(i / max(1, len(cfg["expr_depths"]) - 1))
+        color = cmap(i / max(1, len(depths) - 1))
         ax1.loglog(widths, err, "o-", color=color, label=f"depth {d}")
         ax2.plot(theta, y + 3 * i, color=color, lw=0.6)
     ax1.axhline(0.1, color="k", ls=":", lw=0.8)

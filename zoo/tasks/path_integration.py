@@ -216,6 +216,19 @@ class PathIntegration(Task):
         return loss, {"decoding_error_cm": err_cm}
 
     @torch.no_grad()
+    def probe(self, model: torch.nn.Module, n_positions: int = 50_000) -> dict[str, float]:
+        """Gridness during training (the emergence curve; ``zoo train`` logs it every
+        ``probe_every_n_steps``): from ratemaps of ``n_positions`` fresh positions (20 x 20 bins, a
+        fixed seed), the fraction of units with score_60 above 0.3 and 0.8, the median score_60, and
+        the fraction of dead units (never active anywhere in the box)."""
+        from zoo.analysis.gridness import grid_scores
+
+        stack = model.spatial_maps(task=self, n_positions=n_positions, seed=999)
+        s60 = grid_scores(stack)["score_60"]
+        dead = stack.maps.flatten(1).nan_to_num().amax(1) <= 1e-6
+        return {"grid_fraction_0.3": float((s60 > 0.3).mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
+                "median_score_60": float(np.median(s60)), "dead_fraction": float(dead.float().mean())}
+
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 200,
                  max_batches: int | None = None, gridness: bool = True) -> dict[str, float]:
         """Loss and decoding error on ``split``; with ``gridness`` also the fraction of units whose
