@@ -193,6 +193,21 @@ def ranked_words(pushes: np.ndarray, vocab: list[str], n: int = 20, skip: tuple[
 _QUICK = {"n_seeds": 32, "n_state_sequences": 8, "n_error_sequences": 4, "n_class_sequences": 16, "max_linearised": 20}
 
 
+def _slow_subspace(points: np.ndarray, readout: np.ndarray, k: int) -> dict[str, Any]:
+    """How many dimensions the slow points span, and how much of the readout lies in their top ``k``
+    principal axes: ``slow_dims_90`` (PCs for 90% of their variance), ``slow_var_pc1..3``, and
+    ``readout_in_slow_pcs``: the fraction of the readout's class contrasts (``w_c - mean_c w``, or
+    ``w`` for one logit) in the span of the top ``k`` axes (1 for a readout inside it)."""
+    pca = principal_components(points)
+    cum = np.cumsum(pca.explained_variance_ratio)
+    contrasts = readout if len(readout) == 1 else readout - readout.mean(0)
+    inside = contrasts @ pca.components[:k].T
+    out = {"slow_dims_90": int(np.searchsorted(cum, 0.9) + 1),
+           "readout_in_slow_pcs": float((inside**2).sum() / max((contrasts**2).sum(), 1e-300))}
+    out.update({f"slow_var_pc{i + 1}": float(cum[i]) for i in range(min(3, len(cum)))})
+    return out
+
+
 def _spread_batches(task: Any, split: str, n_sequences: int, batch_size: int) -> list[Any]:
     """Batches holding about ``n_sequences`` sequences, spread evenly over ``split`` (a length-sorted
     evaluation order would otherwise give only the shortest sequences)."""
@@ -242,7 +257,9 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     (``||h_lin - h_{t+1}|| / ||h_{t+1}||``, the paper's convention; ``one_step_update_error`` divides by
     the true one-step change instead); and
     the linearised system's readout over ``n_class_sequences`` whole sequences beside the network's
-    (accuracy where sequences have labels, agreement always).
+    (accuracy where sequences have labels, agreement always). For any number of classes ``C``: how
+    many principal axes the slow points span (``slow_dims_90``) and the fraction of the readout's
+    class contrasts inside their top ``C - 1`` axes (``readout_in_slow_pcs``; Aitken et al. 2020).
     """
     from .linearization import LinearisedSystem, linearised_classifier, one_step_error
 
@@ -274,6 +291,10 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
         summary.update({"n_slow_sets": sets.n_sets, "n_distinct_fixed": sets.n_distinct_fixed,
                         "largest_slow_set": int(sets.sizes[0]), "largest_slow_set_extent": float(sets.extents[0]),
                         "largest_slow_set_pc1": float(sets.pc1_fractions[0]), "link_abs": sets.link})
+    weights = model.readout_weights().detach().double().cpu().numpy()
+    summary["n_classes"] = max(2, len(weights))
+    if slow.sum() >= 3:  # the attractor's dimension (Aitken et al. 2020: N - 1 for N unordered classes)
+        summary.update(_slow_subspace(fp.points[slow], weights, summary["n_classes"] - 1))
     use = fp.subset(slow) if slow.sum() >= 3 else fp
     summary["geometry_from"] = f"points with q < {q_fixed:g}" if slow.sum() >= 3 else "all unique points (few have q < q_fixed)"
     if use.n_unique > max_linearised:  # spectra cost O(N^3) per point: a random subset
@@ -281,7 +302,7 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
         use = use.subset(keep)
         summary["geometry_from"] += f" (random {max_linearised})"
     use = linearise(model, use)
-    readout = readout_direction(model.readout_weights().detach())
+    readout = readout_direction(weights)
     arrays: dict[str, np.ndarray] = {
         "states_pc": pca.project(states[torch.randperm(len(states), generator=g)[:4000]]),
         "points_pc": pca.project(fp.points), "points_slow": slow,

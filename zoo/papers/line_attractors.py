@@ -47,6 +47,24 @@ def _tau(t: Any) -> str:
     return f"{t:.0f}" if t > 0 else f"{t:.0f} (grows)"
 
 
+def _many_class_rows(r: dict[str, Any]) -> list[Row]:
+    """An N-class network (SST-5): the dimension of its slow manifold against the follow-up's N - 1."""
+    e, c = r["entry"], r["n_classes"]
+    return [
+        Row(f"{e}: slow points (q < 1e-8)", f"{r['n_slow_points']} from {r['n_seeds']} seeds", "",
+            _sets(r)),
+        Row(f"{e}: PCs for 90% of the slow points' variance (PC1/2/3 cumulative)",
+            f"{r.get('slow_dims_90', 'n/a')} ({_fmt(r.get('slow_var_pc1'), '.2f')} / {_fmt(r.get('slow_var_pc2'), '.2f')} / "
+            f"{_fmt(r.get('slow_var_pc3'), '.2f')})",
+            f"Aitken et al. 2020: {c - 1} for {c} unordered classes, fewer for ordered labels",
+            "SST-5's labels are ordered (very negative .. very positive)"),
+        Row(f"{e}: readout's class contrasts inside the top {c - 1} slow PCs", _fmt(r.get("readout_in_slow_pcs")),
+            "the readout lies in the attractor's span", ""),
+        Row(f"{e}: linearised vs network accuracy", f"{_fmt(r.get('linearised_accuracy'))} vs "
+            f"{_fmt(r.get('network_accuracy'))}", "", f"{r.get('n_sequences', 0)} test sentences"),
+    ]
+
+
 def _sets(r: dict[str, Any]) -> str:
     """How the slow points hang together (tolerance-free): connected sets and the largest one."""
     if not r.get("n_slow_sets"):
@@ -151,6 +169,9 @@ def line_attractors(out_dir: Path, quick: bool) -> Section:
     rows = []
     for r in results:
         e = r["entry"]
+        if r.get("n_classes", 2) > 2:  # Aitken et al. 2020: an (N-1)-dimensional attractor for N classes
+            rows += _many_class_rows(r)
+            continue
         lam = r.get("abs_lambda1")
         lin, net = r.get("linearised_accuracy"), r.get("network_accuracy")
         rows += [
