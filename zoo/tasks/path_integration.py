@@ -230,18 +230,47 @@ class PathIntegration(Task):
                 "median_score_60": float(np.median(s60)), "dead_fraction": float(dead.float().mean())}
 
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 200,
-                 max_batches: int | None = None, gridness: bool = True) -> dict[str, float]:
-        """Loss and decoding error on ``split``; with ``gridness`` also the fraction of units whose
-        score_60 exceeds 0.3 and 0.8 (ratemaps of every unit from ``ratemap_positions`` positions)."""
-        metrics = super().evaluate(model, split, batch_size, max_batches)
-        if gridness and hasattr(model, "spatial_maps"):
-            from zoo.analysis.gridness import grid_scores
+                 max_batches: int | None = None, gridness: bool = True, decoding_positions: int = 200_000,
+                 ratemap_draws: int = 2) -> dict[str, float]:
+        """The card's metrics on fresh data of ``split``.
 
-            maps = model.spatial_maps(task=self, n_positions=self.ratemap_positions, bins=self.ratemap_bins,
-                                      seed=self.seed + _SPLIT_OFFSET[split] + 7)
-            scores = grid_scores(maps.maps)
-            s60 = scores["score_60"]
-            metrics["grid_fraction_0.3"] = float((s60 > 0.3).mean())
-            metrics["grid_fraction_0.8"] = float((s60 > 0.8).mean())
-            metrics["median_score_60"] = float(np.median(s60))
+        Loss on ``max_batches`` batches; ``decoding_error_cm`` on at least ``decoding_positions``
+        fresh positions (whole batches of ``batch_size`` trajectories), with ``decoding_error_cm_se``,
+        the standard error over batches (independent trajectories). With ``gridness``, averaged over
+        ``ratemap_draws`` independent ratemaps of every unit (``ratemap_positions`` positions each):
+        the fractions of units with score_60 above 0.3 and 0.8, the median score_60, the fraction of
+        dead units (never active in the box), the median spacing of the grid units (score_60 > 0.3)
+        and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
+        9.81 for the default place cells)."""
+        metrics = super().evaluate(model, split, batch_size, max_batches)
+        g = torch.Generator().manual_seed(self.seed + _SPLIT_OFFSET[split] + 3)
+        per_batch = []
+        with torch.no_grad():
+            for _ in range(max(1, math.ceil(decoding_positions / (batch_size * self.sequence_length)))):
+                _, extra = self.loss(model, self.make_batch(g, batch_size))
+                per_batch.append(float(extra["decoding_error_cm"]))
+        metrics["decoding_error_cm"] = float(np.mean(per_batch))
+        metrics["decoding_error_cm_se"] = float(np.std(per_batch, ddof=1) / math.sqrt(len(per_batch))) if len(per_batch) > 1 else 0.0
+        metrics["decoding_positions"] = len(per_batch) * batch_size * self.sequence_length
+        if gridness and hasattr(model, "spatial_maps"):
+            draws = [self._grid_metrics(model, self.seed + _SPLIT_OFFSET[split] + 7 + d) for d in range(ratemap_draws)]
+            metrics.update({k: float(np.nanmean([d[k] for d in draws])) for k in draws[0]})
+            metrics["ratemap_draws"] = ratemap_draws
         return metrics
+
+    def _grid_metrics(self, model: torch.nn.Module, seed: int) -> dict[str, float]:
+        """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
+        from zoo.analysis.gridness import grid_geometry, grid_scores
+        from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
+
+        stack = model.spatial_maps(task=self, n_positions=self.ratemap_positions, bins=self.ratemap_bins, seed=seed)
+        scores = grid_scores(stack)
+        s60 = scores["score_60"]
+        spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
+        k, profile = radial_profile(*power_spectra(stack))
+        grid = s60 > 0.3
+        return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
+                "median_score_60": float(np.median(s60)),
+                "dead_fraction": float((stack.maps.flatten(1).nan_to_num().amax(1) <= 1e-6).float().mean()),
+                "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
+                "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0)))}
