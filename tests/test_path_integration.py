@@ -220,3 +220,8 @@ def test_training_logs_the_gridness_probe(tmp_path):
     rows = [r for r in csv.DictReader(log.open()) if r.get("probe/grid_fraction_0.3")]
     assert [int(r["step"]) for r in rows] == [0, 2]
     assert all(0 <= float(r["probe/dead_fraction"]) <= 1 for r in rows)
+    from zoo.checkpoint import load
+
+    card = load(next(tmp_path.glob("*/seed0/*.h5")))[2]
+    assert card["probes"]["step"] == [0, 2] and len(card["probes"]["grid_fraction_0.3"]) == 2
+    assert card["training"]["steps_per_s"] > 0

@@ -64,6 +64,12 @@ class ZooModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, task, recipe: dict[str, Any]):
         super().__init__()
         self.model, self.task, self.recipe = model, task, recipe
+        self.started, self.wall_before = time.time(), 0.0  # training seconds of earlier (resumed) segments
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds spent training this run, over every resumed segment."""
+        return self.wall_before + time.time() - self.started
 
     def on_train_batch_start(self, batch, batch_idx):
         # dropout and noise injection draw from here: a function of (seed, step, rank), so exact on resume
@@ -74,10 +80,12 @@ class ZooModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         epoch, done = getattr(self, "data_position", (self.current_epoch, 0))
         checkpoint["zoo_data_position"] = {"epoch": int(epoch), "batches_done": int(done)}
+        checkpoint["zoo_wall_s"] = self.wall_s
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         position = checkpoint.get("zoo_data_position") or {}
         self.resume_position = (int(position.get("epoch", 0)), int(position.get("batches_done", 0)))
+        self.wall_before, self.started = float(checkpoint.get("zoo_wall_s", 0.0)), time.time()
 
     def training_step(self, batch, batch_idx):
         loss, metrics = self.task.loss(self.model, batch)
@@ -348,7 +356,6 @@ def train(
     )
     last.parent.mkdir(parents=True, exist_ok=True)
     module = ZooModule(model, the_task, recipe)
-    started = time.time()
     try:
         trainer.fit(module, datamodule=TaskDataModule(the_task, recipe["batch_size"]),
                     ckpt_path=str(last) if resume else None)
@@ -356,7 +363,6 @@ def train(
         if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1) after its own teardown
             raise KeyboardInterrupt(_interrupted_message(name, seed, last)) from None
         raise
-    wall = time.time() - started
     if trainer.interrupted:
         raise KeyboardInterrupt(_interrupted_message(name, seed, last))
     if not trainer.is_global_zero:
@@ -380,16 +386,37 @@ def train(
         "data": the_task.describe(),
         "metrics": metrics,
         "training": {**recipe, "steps": trainer.global_step, "epochs": trainer.current_epoch,
-                     "wall_time_s": round(wall, 1), "resumed": resume,
+                     "wall_time_s": round(module.wall_s, 1), "steps_per_s": round(trainer.global_step / max(module.wall_s, 1e-9), 3),
+                     "resumed": resume,
                      "world_size": trainer.world_size,
                      "trainer": {k: str(v) for k, v in trainer_kwargs.items()}},
         "seed": seed,
         "command": _remake_command(name, seed, recipe_args, overrides, task_options),
+        **({"probes": probes} if (probes := _probe_history(directory)) else {}),
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return ckpt.save(directory / ckpt.file_name(name), name=name, state_dict=model.state_dict(), config=config,
                      card=card, storage_dtype=recipe["storage_dtype"])
+
+
+def _probe_history(directory: Path) -> dict[str, list[float]]:
+    """``{"step": [...], name: [...]}``: every ``probe/<name>`` the run logged (all resumed segments'
+    metrics.csv files, the latest value per step), for the card: how a property emerged in training."""
+    import csv
+
+    by_step: dict[int, dict[str, float]] = {}
+    for log in sorted((directory / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
+        with open(log, newline="") as f:
+            for row in csv.DictReader(f):
+                values = {k[len("probe/"):]: float(v) for k, v in row.items() if k and k.startswith("probe/") and v}
+                if values:
+                    by_step[int(row["step"])] = values
+    if not by_step:
+        return {}
+    steps = sorted(by_step)
+    names = sorted({k for v in by_step.values() for k in v})
+    return {"step": steps, **{n: [by_step[s].get(n, float("nan")) for s in steps] for n in names}}
 
 
 def _interrupted_message(name: str, seed: int, last: Path) -> str:
