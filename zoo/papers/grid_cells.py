@@ -94,6 +94,16 @@ def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
         ax.legend(fontsize=8)
         ax.set_title("Spectrum of the learned maps")
         save(fig, "grid_learned_spectrum.png")
+        probes = net["card"].get("probes")
+        if probes and len(probes.get("step", [])) > 1:  # the emergence curve logged during training
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for key, label in (("grid_fraction_0.3", "score_60 > 0.3"), ("grid_fraction_0.8", "score_60 > 0.8"),
+                               ("dead_fraction", "dead units")):
+                if key in probes:
+                    ax.plot(probes["step"], probes[key], marker=".", label=label)
+            ax.set(xlabel="training step", ylabel="fraction of units", title=f"{NAME}: emergence during training")
+            ax.legend(fontsize=8)
+            save(fig, "grid_emergence.png")
 
     spec = theory["spectrum"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -175,9 +185,15 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
     grid_spacings = net["spacing"][(s60 > 0.3) & np.isfinite(net["spacing"])]
     cfg = net["card"].get("config", {})
     spacing = float(np.median(grid_spacings)) if len(grid_spacings) else None
+    train = net["card"].get("training", {})
     rows += [
-        Row("network: decoding error (cm, top-3 place cells)", round(m.get("decoding_error_cm", float("nan")), 2),
-            "not stated in PAPERS.md", f"{cfg.get('hidden_size')} units; card metrics"),
+        Row("network: decoding error (cm, top-3 place cells)", f"{m.get('decoding_error_cm', float('nan')):.2f}"
+            + (f" +- {m['decoding_error_cm_se']:.2f}" if "decoding_error_cm_se" in m else ""),
+            "not stated in PAPERS.md", f"{cfg.get('hidden_size')} units, {train.get('steps')} steps, "
+            f"{m.get('decoding_positions', 'a few thousand')} fresh positions; card metrics"),
+        Row("network: fraction of dead or constant units", f"{float((~net['active']).mean()):.3f}",
+            "", f"card (never active): {m.get('dead_fraction', float('nan')):.3f}; issue 13's target < 0.05",
+            "match" if (~net["active"]).mean() < 0.05 else "differs"),
         Row("network: fraction of units with score_60 > 0.3", round(float((s60 > 0.3).mean()), 3), "report honestly",
             f"card: {m.get('grid_fraction_0.3', float('nan')):.3f}; issue 13's target >= 0.3",
             at_least(float((s60 > 0.3).mean()), 0.3, 0.1)),
