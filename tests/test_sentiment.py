@@ -322,8 +322,8 @@ PAPER = {"sentiment-imdb": {"bow": 88.53, "vanilla": 87.08, "ugrnn": 87.96, "gru
          "sentiment-sst": {"bow": 79.74, "vanilla": 78.09, "ugrnn": 77.74, "gru": 80.25, "lstm": 80.09}}
 
 
-def test_all_ten_entries_registered():
-    assert ENTRIES == sorted(f"{t}/{a}" for t in PAPER for a in PAPER[t])
+def test_the_papers_ten_entries_and_the_five_class_one_are_registered():
+    assert ENTRIES == sorted([f"{t}/{a}" for t in PAPER for a in PAPER[t]] + ["sentiment-sst5/gru"])
 
 
 @pytest.mark.parametrize("name", ENTRIES)
@@ -336,13 +336,17 @@ def test_shipped_entry_loads_offline_and_card_is_complete(name, monkeypatch, tmp
     task, arch = name.split("/")
     accuracy = card["metrics"]["test_accuracy"]
     assert 0 < accuracy <= 1
-    assert accuracy * 100 >= PAPER[task][arch] - 2, f"{name}: {accuracy:.4f} more than 2 points below the paper"
+    if task in PAPER:
+        assert accuracy * 100 >= PAPER[task][arch] - 2, f"{name}: {accuracy:.4f} more than 2 points below the paper"
+    else:  # SST-5: chance is 20%; sentence-level RNNs reach about 45%
+        assert accuracy >= 0.38, f"{name}: {accuracy:.4f}"
     for key in ("vocab_size", "max_len"):
         assert key in card["data"]
     assert card["config"]["embed_size"] and card["training"]["wall_time_s"] > 0 and "zoo train" in card["command"]
     probs = model.predict(["a wonderful , moving and beautifully acted film .",
                            "a dull , boring and stupid mess ; the worst movie ."])
-    assert probs[0, 1] > 0.5 > probs[1, 1]
+    positive = probs[:, probs.shape[1] // 2 + 1:].sum(1)  # class 1 of 2; classes 3-4 of 5
+    assert positive[0] > 0.5 > positive[1]
 
 
 @pytest.mark.slow

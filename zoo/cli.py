@@ -134,7 +134,8 @@ def cmd_train(args) -> int:
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"),
                  task_options=_pairs(args.task_set, "--task-set"), max_steps=args.max_steps,
-                 max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, probe_every=args.probe_every,
+                 max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                 probe_every=args.probe_every,
                  resume=args.resume,
                  runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
     if path is None:  # a DDP rank other than 0: rank 0 reports
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--weight-decay", type=float, metavar="L2", help="Adam's L2 penalty (the model may restrict it "
+                   "to some weights, e.g. the grid RNN's to W_hh)")
     p.add_argument("--resume", action="store_true", help="continue from RUNS/<entry>/seed<k>/checkpoints/last.ckpt")
     p.add_argument("--runs", default="runs", help="folder of run folders (default: runs)")
     p.add_argument("--export", action="store_true", help="after training, copy the checkpoint into the shipped set")

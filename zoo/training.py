@@ -266,6 +266,9 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
     lr = recipe["lr"]
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"{name}: lr must be a positive finite number, got {lr!r}")
+    wd = recipe["weight_decay"]
+    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
+        raise ValueError(f"{name}: weight-decay must be a finite number >= 0, got {wd!r}")
     if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
         raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
 
@@ -292,6 +295,7 @@ def train(
     max_epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    weight_decay: float | None = None,
     probe_every: int | None = None,
     resume: bool = False,
     runs_root: Path | str = "runs",
@@ -301,7 +305,7 @@ def train(
     """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
     ``overrides`` are builder keywords (``--set key=value``); ``task_options`` are the task's own
-    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``lr`` and
+    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``weight_decay`` and
     ``probe_every`` (steps between the task's ``probe`` metrics, e.g. gridness) override the entry's
     recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
     precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
@@ -316,7 +320,7 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr,
-             "probe_every_n_steps": probe_every}
+             "weight_decay": weight_decay, "probe_every_n_steps": probe_every}
     recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
     _check_recipe(name, recipe)
     validate_overrides(entry, overrides)
@@ -376,7 +380,8 @@ def train(
     with single_process():  # rank 0 evaluates the whole test split, not its DDP shard
         metrics = the_task.evaluate(model, "test", batch_size=recipe["eval_batch_size"])
 
-    recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr") if recipe[k] not in (None, -1)}
+    recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr", "weight_decay")
+                   if recipe[k] not in (None, -1) and (k != "weight_decay" or recipe[k] != RECIPE_DEFAULTS[k])}
     card = {
         "name": name,
         "task": entry.task,

@@ -189,16 +189,15 @@ def _figures(out: Path, results, ceilings, circuit, make_stimulus, spatial_rf, t
     colors = {"cnn": "tab:red", "glm": "tab:green", "ln": "tab:blue"}
     for row, kind in enumerate(KINDS):
         first = next(iter(results.values()))
-        target = first.arrays[f"{kind}_target"]
-        t = (np.arange(target.shape[1]) + first.summary[f"{kind}_trace_start_bin"]) * 0.01
+        target, t = first.arrays[f"{kind}_target"], _seconds(first, kind, "target")
         for col, cell in enumerate((0, circuit.n_cells // 2)):
             ax = axes[row, col]
             ax.plot(t, target[cell], color="k", lw=1.2, label="recorded (trial mean)")
             for m in MODELS:
                 n = f"retina-{kind}/{m}"
                 if n in results:
-                    ax.plot(t, results[n].arrays[f"{kind}_pred"][cell], color=colors[m], lw=0.9,
-                            label=f"{m.upper()} r={results[n].arrays[f'{kind}_per_cell'][cell]:.2f}")
+                    ax.plot(_seconds(results[n], kind, "pred"), results[n].arrays[f"{kind}_pred"][cell], color=colors[m],
+                            lw=0.9, label=f"{m.upper()} r={results[n].arrays[f'{kind}_per_cell'][cell]:.2f}")
             ax.set_xlim(t[0], t[0] + min(5.0, t[-1] - t[0]))
             ax.set_title(f"{kind}, cell {cell + 1} ({circuit.cell_types[cell]})", fontsize=9)
             ax.set_ylabel("rate (Hz)")
@@ -299,6 +298,11 @@ def _figures(out: Path, results, ceilings, circuit, make_stimulus, spatial_rf, t
         ax2.axhline(0, color="0.5", lw=0.8)
         paths.append(_save(fig, out / "retina_data_efficiency.png"))
     return paths
+
+
+def _seconds(result: Any, kind: str, trace: str) -> np.ndarray:
+    """Times (s) of a stored trace: each model's starts at its own first bin (its block size sets the span)."""
+    return (np.arange(result.arrays[f"{kind}_{trace}"].shape[1]) + result.summary[f"{kind}_trace_start_bin"]) * 0.01
 
 
 def _save(fig, path: Path) -> Path:
