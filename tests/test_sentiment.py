@@ -345,7 +345,7 @@ def test_shipped_entry_loads_offline_and_card_is_complete(name, monkeypatch, tmp
     assert card["config"]["embed_size"] and card["training"]["wall_time_s"] > 0 and "zoo train" in card["command"]
     probs = model.predict(["a wonderful , moving and beautifully acted film .",
                            "a dull , boring and stupid mess ; the worst movie ."])
-    positive = probs[:, probs.shape[1] // 2 + 1:].sum(1)  # class 1 of 2; classes 3-4 of 5
+    positive = probs[:, (probs.shape[1] + 1) // 2:].sum(1)  # class 1 of 2; classes 3-4 of 5
     assert positive[0] > 0.5 > positive[1]
 
 
