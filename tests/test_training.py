@@ -135,3 +135,24 @@ def test_task_options_reach_the_task_and_the_card(tmp_path):
         train("flip-flop/gru", task_options={"batches_per_epoch": "six"}, **run)
     with pytest.raises(TypeError, match="--seed sets the seed"):
         train("flip-flop/gru", task_options={"seed": 3}, **run)
+
+
+def test_keep_best_restores_the_lowest_validation_loss_and_stops_early():
+    from types import SimpleNamespace
+
+    from zoo.training import _KeepBest
+
+    model = torch.nn.Linear(2, 1)
+    module = SimpleNamespace(model=model)
+    keep = _KeepBest(patience=2)
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, global_step=0, should_stop=False)
+    for step, loss in enumerate([1.0, 0.5, 0.7, 0.8]):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        trainer.global_step, trainer.callback_metrics = step, {"val/loss": torch.tensor(loss)}
+        keep.on_validation_end(trainer, module)
+        assert trainer.should_stop == (step == 3)  # two validations without improvement
+    assert keep.step == 1 and keep.value == 0.5 and float(keep.weights["weight"][0, 0]) == 1.0
+    again = _KeepBest(patience=2)
+    again.load_state_dict(keep.state_dict())  # travels in last.ckpt: a resume keeps the best weights
+    assert again.step == 1 and torch.equal(again.weights["weight"], keep.weights["weight"])

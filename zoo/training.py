@@ -54,6 +54,8 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "checkpoint_every_n_steps": 500,  # how often runs/.../last.ckpt is refreshed during an epoch
     "probe_every_n_steps": None,  # how often the task's probe(model) metrics are logged (tasks that have one)
+    "keep_best": False,  # export the weights of the lowest validation loss, not the last ones
+    "early_stop_patience": None,  # with keep_best: stop after this many validations without improvement
 }
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -191,6 +193,33 @@ class _Probe(Callback):
         trainer.logger.log_metrics({f"probe/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
 
 
+class _KeepBest(Callback):
+    """Keeps (in memory and in ``last.ckpt``, so a resume keeps it too) the weights of the lowest
+    ``val/loss``; with ``patience``, stops training after that many validations without improvement
+    (early stopping). The exported model is then the best one, and the card says at which step."""
+
+    def __init__(self, patience: int | None = None):
+        self.patience, self.value, self.step, self.weights, self.waited = patience, math.inf, -1, None, 0
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or "val/loss" not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics["val/loss"])
+        if value < self.value:
+            self.value, self.step, self.waited = value, trainer.global_step, 0
+            self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+        else:
+            self.waited += 1
+            if self.patience is not None and self.waited >= self.patience:
+                trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "step": self.step, "waited": self.waited, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value, self.step, self.waited, self.weights = state["value"], state["step"], state["waited"], state["weights"]
+
+
 def _probes(task: Any, recipe: dict[str, Any]) -> list[Callback]:
     every = recipe.get("probe_every_n_steps")
     return [_Probe(task, every)] if every not in (None, -1) and callable(getattr(task, "probe", None)) else []
@@ -261,6 +290,7 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
     positive_int("max_steps", allow_unset=True)
     positive_int("batch_size")
     positive_int("probe_every_n_steps", allow_unset=True)
+    positive_int("early_stop_patience", allow_unset=True)
     if recipe["max_epochs"] is not None:
         positive_int("max_epochs")
     lr = recipe["lr"]
@@ -342,6 +372,8 @@ def train(
 
     from lightning.pytorch.loggers import CSVLogger
 
+    best = [_KeepBest(recipe["early_stop_patience"])] if recipe["keep_best"] else []
+
     trainer = L.Trainer(
         max_steps=recipe["max_steps"] if recipe["max_steps"] is not None else -1,
         max_epochs=recipe["max_epochs"],
@@ -349,7 +381,7 @@ def train(
         limit_val_batches=recipe["limit_val_batches"],
         val_check_interval=recipe["val_check_interval"],
         logger=CSVLogger(directory, name="logs"),
-        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])] + _probes(the_task, recipe),
+        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])] + _probes(the_task, recipe) + best,
         enable_checkpointing=False,  # _Snapshot is the one checkpoint writer
         use_distributed_sampler=False,  # the tasks' samplers shard themselves, reproducibly
         plugins=[_WeightsOnlyCheckpointIO()],
@@ -372,6 +404,8 @@ def train(
     if not trainer.is_global_zero:
         return None
     model = module.model.cpu().eval()
+    if best and best[0].weights is not None:  # the lowest validation loss, not the last step
+        model.load_state_dict(best[0].weights)
     if recipe["storage_dtype"] == "float16":  # evaluate exactly the weights that will be stored
         with torch.no_grad():
             for tensor in model.state_dict().values():
@@ -393,6 +427,7 @@ def train(
         "training": {**recipe, "steps": trainer.global_step, "epochs": trainer.current_epoch,
                      "wall_time_s": round(module.wall_s, 1), "steps_per_s": round(trainer.global_step / max(module.wall_s, 1e-9), 3),
                      "resumed": resume,
+                     **({"best_step": best[0].step, "best_val_loss": best[0].value} if best and best[0].weights is not None else {}),
                      "world_size": trainer.world_size,
                      "trainer": {k: str(v) for k, v in trainer_kwargs.items()}},
         "seed": seed,

@@ -282,6 +282,10 @@ _LN_RECIPE = {"batch_size": 8, "lr": 5e-3, "optimizer": "adam", "max_steps": 150
               "eval_batch_size": 16, "storage_dtype": "float16"}
 
 
+_EARLY_STOPPING = {"keep_best": True, "early_stop_patience": 10}
+_EARLY_STOPPING_NOTE = (" Validation-based early stopping (the data-efficiency protocol, as for every point of the "
+                        "curve): the exported weights are those of the lowest validation loss (the last 10% of the "
+                        "training data), and training stops after 10 validations without improvement.")
 DATA_FRACTIONS = ()  # the data-efficiency curve below 100% (retina-natural/{cnn,ln}-<pct>pct)
 
 
@@ -311,10 +315,14 @@ def _register_family(task: str, stimulus: str) -> None:
         notes = (_NOTE + "Shorter training than the paper's (CPU, one shared core); float16 storage; weaker weight "
                  "penalties than the paper's 1e-3 (l2 = l1 = 1e-5: at 1e-3 the CNN stays below the LN model within "
                  "this budget).")
+        curve = task == "retina-natural" and kind != "glm"  # the paper's data-efficiency curves: CNN and LN
+        if curve:  # one protocol for every point of the curve: the weights of the lowest validation loss
+            recipe = {**recipe, **_EARLY_STOPPING}
+            notes += _EARLY_STOPPING_NOTE
         # the CNN trains on 20 blocks of 5 bins per step: batch-norm statistics over 20 stimulus segments
         register(f"{task}/{kind}", task=task, weights="file", paper=_PAPER, recipe=recipe, task_kwargs={"block": blocks},
                  description=f"Ganglion cells under {stimulus}: {what}.", notes=notes)(builder)
-        if task == "retina-natural" and kind != "glm":  # the paper's data-efficiency curves: CNN and LN
+        if curve:
             for fraction in DATA_FRACTIONS:
                 register(f"{task}/{kind}-{round(fraction * 100)}pct", task=task, weights="file", paper=_PAPER,
                          recipe=recipe, task_kwargs={"block": blocks, "train_fraction": fraction},
