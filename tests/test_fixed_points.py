@@ -330,6 +330,9 @@ def test_flip_flop_has_eight_stable_fixed_points(flip_flop):
 
     model, task = flip_flop
     seeds = visited_seeds(model, task, 256, noise=0.05, batch_size=16, max_batches=2)
+    every = visited_seeds(model, task, 10**6, batch_size=4, max_batches=1)  # fewer states than asked for
+    visited = model.visited_states(next(iter(task.dataloader("test", 4))))
+    assert len(every) == len(visited)  # every visited state once: none drawn twice to make up the number
     fp = find_fixed_points(model, seeds, tol_unique=1e-2)
     stable = fp.stable & fp.is_fixed
     assert stable.sum() == 8

@@ -787,8 +787,9 @@ def linearise(dynamics: Any, fp: FixedPoints, max_rows: int = 1 << 13) -> FixedP
 
 def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, split: str = "test",
                   batch_size: int = 64, max_batches: int = 20, seed: int = 0) -> torch.Tensor:
-    """``[n_seeds, N]`` states drawn uniformly from those the model visits on ``task``'s ``split``,
-    plus isotropic Gaussian noise of standard deviation ``noise``."""
+    """``[min(n_seeds, M), N]`` distinct states drawn uniformly from the ``M`` the model visits on
+    ``task``'s ``split`` (all of them when fewer than ``n_seeds``), plus isotropic Gaussian noise of
+    standard deviation ``noise``."""
     states = []
     total = 0
     with torch.no_grad():
@@ -802,9 +803,7 @@ def visited_seeds(model: Any, task: Any, n_seeds: int, *, noise: float = 0.0, sp
         raise ValueError(f"task {getattr(task, 'name', task)!r} gave no {split} batches")
     states = torch.cat(states)
     g = torch.Generator().manual_seed(seed)
-    pick = torch.randint(len(states), (n_seeds,), generator=g) if len(states) < n_seeds else \
-        torch.randperm(len(states), generator=g)[:n_seeds]
-    out = states[pick]
+    out = states[torch.randperm(len(states), generator=g)[:n_seeds]]
     if noise > 0:
         out = out + noise * torch.randn(out.shape, generator=g, dtype=out.dtype)
     return out
@@ -834,6 +833,7 @@ def fixed_points_analysis(model, task, *, n_seeds: int = 1000, noise: float = 0.
     if big:  # an N x N Jacobian per point (and its O(N^3) solve) is out of reach: Adam only, no spectra
         n_seeds = min(n_seeds, 256)
     seeds = visited_seeds(model, task, n_seeds, noise=noise, split=split, seed=seed)
+    n_seeds = len(seeds)  # the seeds actually used (fewer when the task visits fewer states)
     fp = find_fixed_points(model, seeds, q_keep=None if big else q_keep, tol_unique=tol_unique, q_tol=q_tol,
                            lm_damping=lm_damping,
                            lm_iters=0 if big else 40, compute_jacobians=not big)
