@@ -109,6 +109,19 @@ def _own_section(out_dir, quick):
     return report.Section("own", rows=[report.Row("two", 2, "")])
 
 
+class _Unpicklable(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def _failing_section(out_dir, quick):
+    raise _Unpicklable("one", "two")  # cannot be unpickled: its constructor takes two arguments
+
+
+def _missing_weights_section(out_dir, quick):
+    raise zoo.CheckpointError("nowhere.h5", "no weights")
+
+
 def test_figures_in_a_pool_runs_sections_and_analyses_together(tmp_path, monkeypatch):
     """--jobs 2: the self-computing section, the analyses and the view share one pool of processes
     and give what one process gives."""
@@ -123,6 +136,14 @@ def test_figures_in_a_pool_runs_sections_and_analyses_together(tmp_path, monkeyp
     assert pooled["test-own"].rows == alone["test-own"].rows == [report.Row("two", 2, "")]
     assert len(pooled["test-view"].rows) == 2 and pooled["test-view"].rows == alone["test-view"].rows
     assert (tmp_path / "pooled" / "curvature.h5").exists()
+    # failing sections, even with exceptions that cannot travel between processes, fail alone
+    for name, func in (("test-fail", _failing_section), ("test-missing", _missing_weights_section)):
+        monkeypatch.setitem(report._SECTIONS, name, (name, func))
+        monkeypatch.setitem(report._NEEDS, name, [])
+    done = dict(report.run_sections(["test-fail", "test-missing", "test-own"], tmp_path / "c", quick=True,
+                                    results_dir=tmp_path / "pooled", jobs=2))
+    assert "_Unpicklable: one and two" in str(done["test-fail"])
+    assert isinstance(done["test-missing"], zoo.CheckpointError) and done["test-own"].rows == [report.Row("two", 2, "")]
 
 
 def test_needed_analyses_and_costliest_first():

@@ -49,6 +49,9 @@ class CheckpointError(RuntimeError):
         self.reason = reason
         super().__init__(f"checkpoint {self.path}: {reason}")
 
+    def __reduce__(self):  # picklable (it crosses process boundaries in `zoo figures --jobs`)
+        return type(self), (self.path, self.reason)
+
 
 def checkpoint_dir() -> Path:
     """The folder of shipped checkpoints: ``$ZOO_CHECKPOINT_DIR``, else ``zoo/checkpoints`` (package data,

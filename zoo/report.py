@@ -18,6 +18,7 @@ verdict), with a count of the verdicts at the top.
 from __future__ import annotations
 
 import importlib
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,11 @@ def _run_section(func: Callable[[Path, bool], Section], out_dir: Path, quick: bo
     try:
         return func(out_dir, quick)
     except Exception as err:  # reported in the section's place
-        return err
+        try:
+            pickle.loads(pickle.dumps(err))  # it must travel back from a worker process intact
+            return err
+        except Exception:
+            return RuntimeError(f"{type(err).__name__}: {err}")
 
 
 def _run_in_pool(work: list[tuple[str, str, dict[str, Any]]], names: list[str], out_dir: Path, quick: bool,

@@ -181,6 +181,7 @@ class _Probe(Callback):
 
     def __init__(self, task: Any, every: int):
         self.task, self.every = task, every
+        self.history: dict[int, dict[str, float]] = {}  # step -> metrics; kept in last.ckpt across resumes
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step % self.every or not trainer.is_global_zero:
@@ -188,9 +189,22 @@ class _Probe(Callback):
         was = pl_module.model.training
         pl_module.model.eval()
         with torch.no_grad():
-            metrics = self.task.probe(pl_module.model)
+            metrics = {k: float(v) for k, v in self.task.probe(pl_module.model).items()}
         pl_module.model.train(was)
-        trainer.logger.log_metrics({f"probe/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
+        self.history[int(trainer.global_step)] = metrics
+        trainer.logger.log_metrics({f"probe/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+
+    def curve(self) -> dict[str, list[float]]:
+        """``{"step": [...], name: [...]}`` for the card: how the probed property emerged."""
+        steps = sorted(self.history)
+        names = sorted({k for v in self.history.values() for k in v})
+        return {"step": steps, **{n: [self.history[s].get(n, float("nan")) for s in steps] for n in names}} if steps else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = dict(state["history"])
 
 
 class _KeepBest(Callback):
@@ -373,6 +387,7 @@ def train(
     from lightning.pytorch.loggers import CSVLogger
 
     best = [_KeepBest(recipe["early_stop_patience"])] if recipe["keep_best"] else []
+    probes = _probes(the_task, recipe)
 
     trainer = L.Trainer(
         max_steps=recipe["max_steps"] if recipe["max_steps"] is not None else -1,
@@ -380,8 +395,10 @@ def train(
         gradient_clip_val=recipe["gradient_clip_val"],
         limit_val_batches=recipe["limit_val_batches"],
         val_check_interval=recipe["val_check_interval"],
+        # an integer interval counts training steps across epochs (so also a short last epoch is validated)
+        **({"check_val_every_n_epoch": None} if isinstance(recipe["val_check_interval"], int) else {}),
         logger=CSVLogger(directory, name="logs"),
-        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])] + _probes(the_task, recipe) + best,
+        callbacks=[_Snapshot(last, recipe["checkpoint_every_n_steps"])] + probes + best,
         enable_checkpointing=False,  # _Snapshot is the one checkpoint writer
         use_distributed_sampler=False,  # the tasks' samplers shard themselves, reproducibly
         plugins=[_WeightsOnlyCheckpointIO()],
@@ -414,8 +431,9 @@ def train(
     with single_process():  # rank 0 evaluates the whole test split, not its DDP shard
         metrics = the_task.evaluate(model, "test", batch_size=recipe["eval_batch_size"])
 
-    recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr", "weight_decay")
-                   if recipe[k] not in (None, -1) and (k != "weight_decay" or recipe[k] != RECIPE_DEFAULTS[k])}
+    recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr") if recipe[k] not in (None, -1)}
+    if weight_decay is not None:  # given on the command line: the remake command gives it too
+        recipe_args["weight_decay"] = weight_decay
     card = {
         "name": name,
         "task": entry.task,
@@ -432,31 +450,12 @@ def train(
                      "trainer": {k: str(v) for k, v in trainer_kwargs.items()}},
         "seed": seed,
         "command": _remake_command(name, seed, recipe_args, overrides, task_options),
-        **({"probes": probes} if (probes := _probe_history(directory)) else {}),
+        **({"probes": probes[0].curve()} if probes and probes[0].history else {}),
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return ckpt.save(directory / ckpt.file_name(name), name=name, state_dict=model.state_dict(), config=config,
                      card=card, storage_dtype=recipe["storage_dtype"])
-
-
-def _probe_history(directory: Path) -> dict[str, list[float]]:
-    """``{"step": [...], name: [...]}``: every ``probe/<name>`` the run logged (all resumed segments'
-    metrics.csv files, the latest value per step), for the card: how a property emerged in training."""
-    import csv
-
-    by_step: dict[int, dict[str, float]] = {}
-    for log in sorted((directory / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(log, newline="") as f:
-            for row in csv.DictReader(f):
-                values = {k[len("probe/"):]: float(v) for k, v in row.items() if k and k.startswith("probe/") and v}
-                if values:
-                    by_step[int(row["step"])] = values
-    if not by_step:
-        return {}
-    steps = sorted(by_step)
-    names = sorted({k for v in by_step.values() for k in v})
-    return {"step": steps, **{n: [by_step[s].get(n, float("nan")) for s in steps] for n in names}}
 
 
 def _interrupted_message(name: str, seed: int, last: Path) -> str:

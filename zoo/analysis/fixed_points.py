@@ -29,9 +29,11 @@ The finder (:func:`find_fixed_points`) starts from many initial states at once (
    ``state_bounds()``: a GRU held still outside ``(-1, 1)^N`` by saturated gates is no fixed point
    of the network it came from); then greedy de-duplication within ``tol_unique`` times the
    seeds' median radius (lowest q first), so the tolerance scales with the visited states.
-   :meth:`FixedPoints.connected_sets` then groups the points into connected sets (single linkage),
-   the count that is a property of the network rather than of a tolerance: distinct fixed
-   points, and slow sets with their extent and dimension (a line attractor is one set).
+   :meth:`FixedPoints.connected_sets` then groups the points into connected sets (single linkage
+   at a linking distance, 0.3 of the seeds' scale by default, stated in the result): distinct fixed
+   points, and slow sets with their extent and dimension. Unlike a count of de-duplicated points
+   along a slow manifold, these barely move with the de-duplication tolerance (a line attractor
+   is one set); points closer than the linking distance are one set, however distinct.
 4. **Linearisation** at each unique point: ``J = dF/dh``, eigenvalues sorted by ``|lambda|``
    descending, right eigenvectors (columns of ``R``) and left eigenvectors (rows of
    ``L = R^{-1}``, so ``L J R = diag(lambda)`` and ``l_i . r_j = delta_ij``), stability

@@ -87,22 +87,25 @@ def filter_recovery(spatial: torch.Tensor, temporal: torch.Tensor, true_spatial:
     return {"spatial": best_space.numpy(), "temporal": best_time.numpy(), "match": which.numpy()}
 
 
-def _mean_sem(x: np.ndarray) -> tuple[float, float]:
+def mean_sem(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the mean of ``x [n]`` (0 for a single value)."""
     return float(np.mean(x)), float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
-@register_analysis("response-prediction", protocol=StimulusResponse, version="1",
-                   quick_params={"frames": 300, "repeats": 8, "rf_frames": 300, "n_sim": 5})
-def response_prediction(model, task, *, stimuli: str = "natural,whitenoise", seed: int = 7_777, frames: int = 1500,
+@register_analysis("response-prediction", protocol=StimulusResponse, version="2",
+                   quick_params={"frames": 300, "repeats": 8, "rf_frames": 300, "n_sim": 5}, cost=2)
+def response_prediction(model, task, *, stimuli: str = "all", seed: int = 7_777, frames: int = 1500,
                         repeats: int = 20, rf_frames: int = 2000, n_sim: int = 20, trace_bins: int = 500) -> AnalysisResult:
-    """Held-out prediction on each of ``stimuli`` (comma-separated kinds the task can make), receptive
-    fields and, where the truth is known, filter recovery (see the module docstring).
+    """Held-out prediction on each of ``stimuli`` (comma-separated kinds; "all": every kind the task can
+    make, ``task.heldout_kinds()``), receptive fields and, where the truth is known, filter recovery
+    (see the module docstring).
 
     ``seed``: of the held-out stimuli and spikes (no training run used it); ``frames`` bins x
     ``repeats`` trials per stimulus; ``rf_frames``: white-noise frames for the STA (seed 1);
     ``n_sim``: simulated trials for a model with spike history (run open loop, from the stimulus
     alone). Summary per kind ``K``: ``K_correlation`` (+ ``_sem`` over cells), ``K_fev``,
-    ``K_ceiling`` (+ ``_sem``), ``K_ratio`` (mean over cells of r / ceiling). Arrays: ``K_per_cell``,
+    ``K_ceiling`` (+ ``_sem``), ``K_ratio`` (mean r / mean ceiling; the ceiling correlates two
+    halves of the repeats, the prediction the mean of all, so a ratio can exceed 1). Arrays: ``K_per_cell``,
     ``K_ceiling_per_cell``, ``K_pred`` and ``K_target`` (smoothed rates of the first ``trace_bins``
     bins, Hz), ``rf [cells, F, F]``, and ``filters_spatial``, ``filter_recovery_spatial`` /
     ``_temporal`` when the truth is known.
@@ -113,16 +116,17 @@ def response_prediction(model, task, *, stimuli: str = "natural,whitenoise", see
     started = time.perf_counter()
     summary: dict[str, Any] = {"seed": seed, "frames": frames, "repeats": repeats}
     arrays: dict[str, np.ndarray] = {}
-    for kind in [k.strip() for k in stimuli.split(",") if k.strip()]:
+    kinds = task.heldout_kinds() if stimuli == "all" else [k.strip() for k in stimuli.split(",") if k.strip()]
+    for kind in kinds:
         held = task.heldout_set(kind, seed=seed, frames=frames, repeats=repeats)
-        metrics = held.evaluate(model, n_sim=n_sim)
+        metrics = held.evaluate(model, n_sim=n_sim, train_fit=False)
         cells = sorted(k for k in metrics if k.startswith("test_correlation_cell"))
         per_cell = np.array([metrics[k] for k in cells])
         ceiling = np.array([metrics[k.replace("test_", "ceiling_")] for k in cells])
-        (r, r_sem), (c, c_sem) = _mean_sem(per_cell), _mean_sem(ceiling)
+        (r, r_sem), (c, c_sem) = mean_sem(per_cell), mean_sem(ceiling)
         summary.update({f"{kind}_correlation": r, f"{kind}_correlation_sem": r_sem,
                         f"{kind}_fev": metrics["explained_variance_fraction"], f"{kind}_ceiling": c,
-                        f"{kind}_ceiling_sem": c_sem, f"{kind}_ratio": float(np.mean(per_cell / ceiling))})
+                        f"{kind}_ceiling_sem": c_sem, f"{kind}_ratio": r / c if c > 0 else float("nan")})
         pred, target = held.traces(model, n_sim=n_sim)
         arrays.update({f"{kind}_per_cell": per_cell, f"{kind}_ceiling_per_cell": ceiling,
                        f"{kind}_pred": pred[:, :trace_bins].numpy(), f"{kind}_target": target[:, :trace_bins].numpy()})

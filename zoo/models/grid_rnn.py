@@ -60,7 +60,7 @@ class GridRNN(nn.Module):
             self.rnn.weight_hh_l0.copy_(uniform((hidden_size, hidden_size), hidden_size))
             if init == "identity":  # IRNN start (Le et al. 2015): activity neither dies nor explodes
                 self.rnn.weight_hh_l0.copy_(torch.eye(hidden_size))
-            elif init == "glorot":  # U(+-sqrt(6 / (fan_in + fan_out))): spectral radius about 1
+            elif init == "glorot":  # W_hh only (the other weights keep PyTorch's start): U(+-sqrt(6 / 2N)), radius ~1
                 self.rnn.weight_hh_l0.copy_(uniform((hidden_size, hidden_size), hidden_size) * math.sqrt(3))
         self.decoder = uniform((n_place_cells, hidden_size), hidden_size)
 

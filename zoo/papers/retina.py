@@ -19,22 +19,18 @@ receptive fields, CNN filters beside the true subunits, data-efficiency curves.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..analysis.response_prediction import mean_sem
 from ..report import Row, Section, analysis_results, register_section
 
 KINDS = ("natural", "whitenoise")
 MODELS = ("cnn", "glm", "ln")
 PATTERN = "retina-*/*"
-
-
-def _mean_sem(x: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(x)), float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def _data_efficiency(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -51,7 +47,7 @@ def _data_efficiency(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
                 continue
             fraction = zoo.get_entry(name).task_kwargs.get("train_fraction", 1.0)
             metrics = zoo.card(name).get("metrics", {})
-            r, sem = _mean_sem(results[name].arrays["natural_per_cell"])
+            r, sem = mean_sem(results[name].arrays["natural_per_cell"])
             points.append({"entry": name, "fraction": fraction, "r": r, "sem": sem,
                            "train_bin_r": metrics.get("train_bin_correlation"),
                            "test_bin_r": metrics.get("test_bin_correlation"),
@@ -83,7 +79,7 @@ def retina(out_dir: Path, quick: bool) -> Section:
 
     rows: list[Row] = []
     for kind in KINDS:
-        ceil_m, ceil_s = _mean_sem(ceilings[kind])
+        ceil_m, ceil_s = mean_sem(ceilings[kind])
         rows.append(Row(f"{kind}: reliability ceiling (split-half r)", f"{ceil_m:.3f} +- {ceil_s:.3f}",
                         "salamander: ~0.7-0.9 (data-dependent)", f"{settings['repeats']} repeats, {settings['frames']} bins"))
         for m in MODELS:
@@ -99,7 +95,7 @@ def retina(out_dir: Path, quick: bool) -> Section:
         cnn, ln, glm = (results.get(f"retina-{kind}/{m}") for m in MODELS)
         if cnn and ln and glm:
             per_cell = {m: r.arrays[f"{kind}_per_cell"] for m, r in (("cnn", cnn), ("ln", ln), ("glm", glm))}
-            dm, ds = _mean_sem(per_cell["cnn"] - np.maximum(per_cell["ln"], per_cell["glm"]))
+            dm, ds = mean_sem(per_cell["cnn"] - np.maximum(per_cell["ln"], per_cell["glm"]))
             # match: CNN above both baselines by more than 2 s.e.m.; near: a tie within 2 s.e.m.
             judged = "match" if dm > 2 * ds and dm > 0 else ("near" if abs(dm) <= 2 * ds else "differs")
             rows.append(Row(f"{kind}: CNN minus best baseline (per cell)", f"{dm:+.3f} +- {ds:.3f}",
@@ -214,14 +210,14 @@ def _figures(out: Path, results, ceilings, circuit, make_stimulus, spatial_rf, t
             for m in MODELS:
                 n = f"retina-{train_kind}/{m}"
                 if n in results:
-                    mm, ms = _mean_sem(results[n].arrays[f"{test_kind}_per_cell"])
+                    mm, ms = mean_sem(results[n].arrays[f"{test_kind}_per_cell"])
                     labels.append(f"{m.upper()}\n({'nat' if train_kind == 'natural' else 'wn'})")
                     means.append(mm)
                     sems.append(ms)
         x = np.arange(len(labels))
         ax.bar(x, means, yerr=sems, color=["tab:red" if "CNN" in lab else "tab:green" if "GLM" in lab else "tab:blue"
                                           for lab in labels], alpha=0.8, capsize=3)
-        c, cs = _mean_sem(ceilings[test_kind])
+        c, cs = mean_sem(ceilings[test_kind])
         ax.axhline(c, color="k", ls="--", label=f"ceiling {c:.2f}")
         ax.axhspan(c - cs, c + cs, color="k", alpha=0.1)
         ax.set_xticks(x)
@@ -288,7 +284,7 @@ def _figures(out: Path, results, ceilings, circuit, make_stimulus, spatial_rf, t
             gaps = [(x, p["train_bin_r"] - p["test_bin_r"]) for x, p in zip(f, points) if p["train_bin_r"] is not None]
             if gaps:
                 ax2.plot(*zip(*gaps), marker="o", color=colors[kind], label=kind.upper())
-        c, _ = _mean_sem(ceilings["natural"])
+        c, _ = mean_sem(ceilings["natural"])
         ax1.axhline(c, color="k", ls="--", label=f"ceiling {c:.2f}")
         for ax in (ax1, ax2):
             ax.set_xscale("log"), ax.set_xlabel("training data (% of 54k bins)"), ax.legend(fontsize=8)

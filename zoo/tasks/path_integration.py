@@ -87,6 +87,14 @@ class PlaceCells:
         return self.centres[idx].mean(-2)
 
 
+def silent_units(maps: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """``[U]``: units whose ratemap ``[U, H, W]`` is constant over the box (to ``tol``): dead (a ReLU
+    unit never active) or saturated; the "dead units" of issue 13's targets. Unvisited (NaN) bins
+    are ignored."""
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    return (np.nanmax(flat, axis=1) - np.nanmin(flat, axis=1)) <= tol
+
+
 class PathIntegration(Task):
     """The path-integration task; see the module docstring for the generative model and units."""
 
@@ -218,16 +226,9 @@ class PathIntegration(Task):
     @torch.no_grad()
     def probe(self, model: torch.nn.Module, n_positions: int = 50_000) -> dict[str, float]:
         """Gridness during training (the emergence curve; ``zoo train`` logs it every
-        ``probe_every_n_steps``): from ratemaps of ``n_positions`` fresh positions (20 x 20 bins, a
-        fixed seed), the fraction of units with score_60 above 0.3 and 0.8, the median score_60, and
-        the fraction of dead units (never active anywhere in the box)."""
-        from zoo.analysis.gridness import grid_scores
-
-        stack = model.spatial_maps(task=self, n_positions=n_positions, seed=999)
-        s60 = grid_scores(stack)["score_60"]
-        dead = stack.maps.flatten(1).nan_to_num().amax(1) <= 1e-6
-        return {"grid_fraction_0.3": float((s60 > 0.3).mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
-                "median_score_60": float(np.median(s60)), "dead_fraction": float(dead.float().mean())}
+        ``probe_every_n_steps``): the card's grid metrics (:meth:`evaluate`) from one ratemap draw of
+        ``n_positions`` fresh positions (a fixed seed, so the curve's points are comparable)."""
+        return self._grid_metrics(model, seed=999, n_positions=n_positions)
 
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 200,
                  max_batches: int | None = None, gridness: bool = True, decoding_positions: int = 200_000,
@@ -239,7 +240,7 @@ class PathIntegration(Task):
         the standard error over batches (independent trajectories). With ``gridness``, averaged over
         ``ratemap_draws`` independent ratemaps of every unit (``ratemap_positions`` positions each):
         the fractions of units with score_60 above 0.3 and 0.8, the median score_60, the fraction of
-        dead units (never active in the box), the median spacing of the grid units (score_60 > 0.3)
+        dead units (constant over the box: :func:`silent_units`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
         metrics = super().evaluate(model, split, batch_size, max_batches)
@@ -258,12 +259,13 @@ class PathIntegration(Task):
             metrics["ratemap_draws"] = ratemap_draws
         return metrics
 
-    def _grid_metrics(self, model: torch.nn.Module, seed: int) -> dict[str, float]:
+    def _grid_metrics(self, model: torch.nn.Module, seed: int, n_positions: int | None = None) -> dict[str, float]:
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
         from zoo.analysis.gridness import grid_geometry, grid_scores
         from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
 
-        stack = model.spatial_maps(task=self, n_positions=self.ratemap_positions, bins=self.ratemap_bins, seed=seed)
+        stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
+                                   seed=seed)
         scores = grid_scores(stack)
         s60 = scores["score_60"]
         spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
@@ -271,6 +273,6 @@ class PathIntegration(Task):
         grid = s60 > 0.3
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
                 "median_score_60": float(np.median(s60)),
-                "dead_fraction": float((stack.maps.flatten(1).nan_to_num().amax(1) <= 1e-6).float().mean()),
+                "dead_fraction": float(silent_units(stack.maps.numpy()).mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
                 "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0)))}

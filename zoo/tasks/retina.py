@@ -51,6 +51,7 @@ the model's own ``penalty`` (L2 on weights, L1 on activity) when it has one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -79,8 +80,11 @@ class RetinaDataError(ValueError):
     """A retina data file is missing, unreadable, or lacks / mis-shapes a dataset of the lab's layout."""
 
     def __init__(self, path: os.PathLike | str, reason: str):
-        self.path = Path(path)
+        self.path, self.reason = Path(path), reason
         super().__init__(f"retina data file {self.path}: {reason}")
+
+    def __reduce__(self):  # picklable (it crosses process boundaries in `zoo figures --jobs`)
+        return type(self), (self.path, self.reason)
 
 
 # ============================================================================ stimuli
@@ -912,10 +916,17 @@ class RetinaTask(Task):
         spec = {"heldout": True, "frames": frames, "repeats": repeats, "retina_seed": self.retina_seed,
                 "circuit": asdict(self.circuit.p)}
         path = _dataset_path(kind, seed, spec)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            generate_dataset(path, kind, seed, 200, frames, repeats, self.circuit, progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # processes sharing the cache simulate it once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                generate_dataset(path, kind, seed, 200, frames, repeats, self.circuit, progress=False)
         return RETINA_TASKS[kind](data_file=str(path), **options)
+
+    def heldout_kinds(self) -> list[str]:
+        """The stimulus kinds :meth:`heldout_set` can make: both for the simulated retina, the
+        recording's own for a recording."""
+        return [self.kind] if self.data_file else list(RETINA_TASKS)
 
     def true_subunits(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The simulated circuit's bipolar subunit: ``(spatial [21, 21], temporal [2, lags])`` (ON, OFF
@@ -926,7 +937,7 @@ class RetinaTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 16,
-                 max_batches: int | None = None, n_sim: int = 50) -> dict[str, float]:
+                 max_batches: int | None = None, n_sim: int = 50, train_fit: bool = True) -> dict[str, float]:
         """Poisson NLL, and on the test split with repeats: per-cell and mean Pearson correlation of the
         prediction (smoothed by the same 10 ms Gaussian) with the trial-averaged smoothed rate, the split-half ceiling, and the fraction of
         explainable variance. A GLM is run open loop (``n_sim`` simulated trials; its own spikes feed
@@ -937,12 +948,13 @@ class RetinaTask(Task):
         the single-trial counts, mean over cells) on up to ``train_frames_checked`` bins of the training
         blocks actually used (``train_fraction``; a model with spike history is conditioned on the
         recorded past there), beside ``poisson_nll`` and ``test_bin_correlation`` (the same per-bin r
-        against each held-out repeat, averaged over repeats) on the test split."""
+        against each held-out repeat, averaged over repeats) on the test split; ``train_fit=False``
+        (or no training blocks) leaves the train fit out."""
         repeats = self.data.repeats("test") if split == "test" else None
         if repeats is None:
             return super().evaluate(model, split, batch_size, max_batches)
         n_train = max(1, self.train_frames_checked // (self.block * batch_size))
-        fit = super().evaluate(model, "train", batch_size, max_batches=n_train)
+        fit = super().evaluate(model, "train", batch_size, max_batches=n_train) if train_fit else {}
         was = model.training
         model.eval()
         rep = repeats[..., self.test_span()]
@@ -962,8 +974,9 @@ class RetinaTask(Task):
         ceiling = split_half_ceiling(rep, seed=self.seed).float()
         fev = explainable_variance_fraction(pred, rep).float()
         single = torch.stack([pearson(pred_bins, trial) for trial in rep]).nanmean(0)  # [cells]
-        extra.update(train_poisson_nll=fit["poisson_nll"], train_bin_correlation=fit["bin_correlation"],
-                     test_bin_correlation=float(single.mean()))
+        extra["test_bin_correlation"] = float(single.mean())
+        if "poisson_nll" in fit:
+            extra.update(train_poisson_nll=fit["poisson_nll"], train_bin_correlation=fit["bin_correlation"])
         metrics = {"loss": float(nll), "poisson_nll": float(nll), "test_correlation": float(corr.mean()),
                    "ceiling_correlation": float(ceiling.mean()), "explained_variance_fraction": float(fev.mean()),
                    "test_correlation_sem": float(corr.std() / math.sqrt(len(corr))) if len(corr) > 1 else 0.0, **extra}
