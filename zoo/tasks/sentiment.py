@@ -32,7 +32,9 @@ reports it as ``<split>_accuracy`` (e.g. ``test_accuracy``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -178,19 +180,28 @@ class Corpus:
 
 
 def _cached(key: str, build) -> Corpus:
-    """Load the corpus cached under ``key`` or build, cache and return it."""
+    """Load the corpus cached under ``key`` or build, cache and return it. Processes sharing the
+    cache (``zoo figures --jobs``) build it once: the others wait on a lock, then load it."""
     path = cache_dir() / f"corpus-{key}-tok{TOKENIZER_VERSION}.npz"
-    if path.exists():
-        try:
-            return Corpus.load(path)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
-    corpus = build()
     try:
-        corpus.save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(f".{path.name}.lock"), "a")
     except OSError:
-        pass  # a read-only cache only costs speed
-    return corpus
+        lock = None  # a read-only cache: no lock, no saving
+    with lock if lock is not None else contextlib.nullcontext():
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            try:
+                return Corpus.load(path)
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
+        corpus = build()
+        try:
+            corpus.save(path)
+        except OSError:
+            pass  # a read-only cache only costs speed
+        return corpus
 
 
 _IMDB_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
