@@ -282,10 +282,10 @@ _LN_RECIPE = {"batch_size": 8, "lr": 5e-3, "optimizer": "adam", "max_steps": 150
               "eval_batch_size": 16, "storage_dtype": "float16"}
 
 
-_EARLY_STOPPING = {"keep_best": True, "early_stop_patience": 10, "val_check_interval": 50, "limit_val_batches": 10}
+_EARLY_STOPPING = {"keep_best": True, "early_stop_patience": 5, "val_check_interval": 100, "limit_val_batches": 1.0}
 _EARLY_STOPPING_NOTE = (" Validation-based early stopping, the same at every point of the data-efficiency curve: the "
-                        "loss on 10 validation batches (from the last 10% of the training data) every 50 steps; the "
-                        "exported weights are those of the lowest one, and training stops after 10 validations "
+                        "loss on the whole validation split (the last 10% of the training data) every 100 steps; the "
+                        "exported weights are those of the lowest one, and training stops after 5 validations "
                         "(500 steps) without improvement.")
 DATA_FRACTIONS = ()  # the data-efficiency curve below 100% (retina-natural/{cnn,ln}-<pct>pct)
 
