@@ -287,7 +287,7 @@ _EARLY_STOPPING_NOTE = (" Validation-based early stopping, the same at every poi
                         "loss on the whole validation split (the last 10% of the training data) every 100 steps; the "
                         "exported weights are those of the lowest one, and training stops after 5 validations "
                         "(500 steps) without improvement.")
-DATA_FRACTIONS = ()  # the data-efficiency curve below 100% (retina-natural/{cnn,ln}-<pct>pct)
+DATA_FRACTIONS = (0.05, 0.1, 0.25, 0.5)  # the data-efficiency curve below 100% (retina-natural/{cnn,ln}-<pct>pct)
 
 
 def _register_family(task: str, stimulus: str) -> None:
