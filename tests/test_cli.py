@@ -56,6 +56,8 @@ def test_errors_are_clear(capsys):
     (["analyze", "fixed-points", "flip-flop/gru", "--param", "n_seeds=abc"], "n_seeds must be an integer .*got 'abc'"),
     (["analyze", "fixed-points", "flip-flop/gru", "--param", "n_seeds=0"], "n_seeds is a count or size and must be a positive"),
     (["analyze", "curvature", "random-net/tanh", "--param", "n_angels=3"], "takes n_angles"),
+    (["analyze", "curvature", "random-net/tanh", "--checkpoint", "x.h5"], "its seed is its checkpoint"),
+    (["analyze", "curvature", "flip-flop/gru", "--checkpoint", "nowhere/x.h5"], "nowhere/x.h5"),
     (["train", "flip-flop/gru", "--set", "hidden=abc"], "hidden must be an integer .*got 'abc'"),
     (["train", "flip-flop/gru", "--set", "hiden=8"], r"hiden \(did you mean hidden\?\)"),
     (["train", "flip-flop/gru", "--export", "--replace", "--accelerator", "gpu"], "no CUDA GPU|nothing"),

@@ -182,8 +182,9 @@ def cmd_eval(args) -> int:
 def cmd_analyze(args) -> int:
     from zoo.analysis.bench import run_analysis_on
 
-    result = run_analysis_on(args.name, args.analysis, _pairs(args.param, "--param"))
-    document = {"name": args.name, "analysis": args.analysis, "summary": result.summary}
+    result = run_analysis_on(args.name, args.analysis, _pairs(args.param, "--param"), checkpoint=args.checkpoint)
+    document = {"name": args.name, "analysis": args.analysis, "summary": result.summary,
+                **({"checkpoint": args.checkpoint} if args.checkpoint else {})}
     _emit(args, document, _table([{"quantity": k, "value": v} for k, v in result.summary.items()]))
     return 0
 
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("analysis", help="e.g. curvature, fixed-points, gridness (see `zoo bench --help`)")
     p.add_argument("name")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="analysis parameter")
+    p.add_argument("--checkpoint", metavar="PATH", help="a training run's checkpoint (runs/<entry>/seed<k>/<entry>.h5) "
+                   "instead of the shipped weights")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_analyze)
 

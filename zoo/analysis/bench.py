@@ -78,13 +78,15 @@ def _store(path: Path, key: str, entry: str, params: dict[str, Any], result: Ana
 
 
 def run_analysis_on(name: str, analysis: str, params: dict[str, Any] | None = None,
-                    out_dir: Path | str | None = None) -> AnalysisResult:
-    """Run ``analysis`` on entry ``name`` (pretrained) with ``params``; through the cache in ``out_dir`` if given."""
-    if out_dir is not None:
-        return result_for(name, analysis, params, out_dir)[0]
+                    out_dir: Path | str | None = None, checkpoint: Path | str | None = None) -> AnalysisResult:
+    """Run ``analysis`` on entry ``name`` (pretrained; ``checkpoint``: a training run's verified file
+    instead of the shipped one) with ``params``; through the cache in ``out_dir`` if given."""
     import zoo
 
-    return get_analysis(analysis)(zoo.load(name), zoo.task(name), **(params or {}))
+    model = zoo.load(name, checkpoint=checkpoint)
+    if out_dir is not None:
+        return result_for(name, analysis, params, out_dir, model=model)[0]
+    return get_analysis(analysis)(model, zoo.task(name), **(params or {}))
 
 
 def result_for(name: str, analysis: str, params: dict[str, Any] | None = None, out_dir: Path | str = "results",
