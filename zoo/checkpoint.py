@@ -74,6 +74,18 @@ def sha256_file(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
+def file_lock(lock: os.PathLike | str) -> Iterator[None]:
+    """An exclusive ``flock`` on the file ``lock`` (created, with its folder, if needed) for the
+    block, released on exit, even on a crash: processes sharing a manifest, a results cache or a
+    data cache take turns."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def atomic_path(target: os.PathLike | str) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success fsync and rename it over ``target``.
 
@@ -140,8 +152,7 @@ def record_in_manifest(path: os.PathLike | str, entry_name: str) -> dict[str, An
     """
     path = Path(path)
     record = {"name": entry_name, "sha256": sha256_file(path), "size": path.stat().st_size}
-    with open(path.parent / f".{MANIFEST}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(path.parent / f".{MANIFEST}.lock"):
         files = read_manifest(path.parent)
         files[path.name] = record
         _write_manifest(path.parent, files)

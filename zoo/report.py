@@ -18,7 +18,6 @@ verdict), with a count of the verdicts at the top.
 from __future__ import annotations
 
 import importlib
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +134,9 @@ def _run_section(func: Callable[[Path, bool], Section], out_dir: Path, quick: bo
     try:
         return func(out_dir, quick)
     except Exception as err:  # reported in the section's place
-        try:
-            pickle.loads(pickle.dumps(err))  # it must travel back from a worker process intact
+        try:  # it must travel back from a worker process: rebuild it as the parent process would
+            rebuild, args = err.__reduce__()[:2]
+            rebuild(*args)
             return err
         except Exception:
             return RuntimeError(f"{type(err).__name__}: {err}")

@@ -13,18 +13,16 @@ lock, so no bench loses another's result.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import fnmatch
 from concurrent.futures import as_completed
-import fcntl
 import hashlib
 import io
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
@@ -51,19 +49,10 @@ def _read_cached(path: Path, key: str) -> AnalysisResult | None:
         return None  # an unreadable cache is recomputed, never trusted
 
 
-@contextlib.contextmanager
-def _locked(lock: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``lock`` (created if needed), released on exit, even on a crash."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def _store(path: Path, key: str, entry: str, params: dict[str, Any], result: AnalysisResult) -> None:
-    from zoo.checkpoint import atomic_path
+    from zoo.checkpoint import atomic_path, file_lock
 
-    with _locked(path.with_name(f".{path.name}.lock")), atomic_path(path) as tmp:
+    with file_lock(path.with_name(f".{path.name}.lock")), atomic_path(path) as tmp:
         if path.exists():
             shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
@@ -108,7 +97,9 @@ def result_for(name: str, analysis: str, params: dict[str, Any] | None = None, o
     cached = _read_cached(cache, key)
     if cached is not None:
         return cached, "cached"
-    with _locked(Path(out_dir) / ".locks" / f"{key}.lock"):  # one process computes, the others wait and read
+    from zoo.checkpoint import file_lock
+
+    with file_lock(Path(out_dir) / ".locks" / f"{key}.lock"):  # one process computes, the others wait and read
         cached = _read_cached(cache, key)
         if cached is not None:
             return cached, "cached"

@@ -553,8 +553,9 @@ def _bounds(dynamics: Any, bounds: tuple[Any, Any] | None, n: int) -> tuple[np.n
     return low, high
 
 
-def _to_numpy(x: Any) -> Any:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+def _to_numpy(x: Any) -> np.ndarray:
+    """A tensor (detached, on the CPU) or array-like as a NumPy array."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def decompose(jacobians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

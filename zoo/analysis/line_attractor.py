@@ -28,12 +28,9 @@ import numpy as np
 import torch
 
 from .fixed_points import FixedPoints, _dtype_of, find_fixed_points, linearise
+from .fixed_points import _to_numpy as _np
 from .protocols import ReadoutDynamics
 from .registry import AnalysisResult, register_analysis
-
-
-def _np(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -119,7 +119,8 @@ def response_prediction(model, task, *, stimuli: str = "all", seed: int = 7_777,
     kinds = task.heldout_kinds() if stimuli == "all" else [k.strip() for k in stimuli.split(",") if k.strip()]
     for kind in kinds:
         held = task.heldout_set(kind, seed=seed, frames=frames, repeats=repeats)
-        metrics = held.evaluate(model, n_sim=n_sim, train_fit=False)
+        prediction = held.test_prediction(model, n_sim)  # computed once: scored, then kept as traces
+        metrics = held.evaluate(model, n_sim=n_sim, train_fit=False, prediction=prediction)
         cells = sorted(k for k in metrics if k.startswith("test_correlation_cell"))
         per_cell = np.array([metrics[k] for k in cells])
         ceiling = np.array([metrics[k.replace("test_", "ceiling_")] for k in cells])
@@ -127,7 +128,7 @@ def response_prediction(model, task, *, stimuli: str = "all", seed: int = 7_777,
         summary.update({f"{kind}_correlation": r, f"{kind}_correlation_sem": r_sem,
                         f"{kind}_fev": metrics["explained_variance_fraction"], f"{kind}_ceiling": c,
                         f"{kind}_ceiling_sem": c_sem, f"{kind}_ratio": r / c if c > 0 else float("nan")})
-        pred, target = held.traces(model, n_sim=n_sim)
+        pred, target = held.traces(prediction[0])
         arrays.update({f"{kind}_per_cell": per_cell, f"{kind}_ceiling_per_cell": ceiling,
                        f"{kind}_pred": pred[:, :trace_bins].numpy(), f"{kind}_target": target[:, :trace_bins].numpy()})
         summary[f"{kind}_trace_start_bin"] = int(held.test_span().start)

@@ -51,7 +51,6 @@ the model's own ``penalty`` (L2 on weights, L1 on activity) when it has one.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -66,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..checkpoint import file_lock
 from .base import EpochShuffle, Task
 from .sentiment import cache_dir
 
@@ -874,11 +874,23 @@ class RetinaTask(Task):
         rates = model.simulate(drive, n_trials, torch.Generator().manual_seed(seed))
         return rates.mean(0) / BIN_S
 
-    def _test_prediction(self, model: torch.nn.Module, n_sim: int, batch_size: int = 16,
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(pred [cells, T'] Hz, per_trial [trials, cells, T'] or None)`` over the test span: a GLM open
-        loop (mean of ``n_sim`` simulated trials, its own spikes feeding its history), a history model
-        without a simulator conditioned on each recorded repeat's past, any other model from the stimulus."""
+    @torch.no_grad()
+    def test_prediction(self, model: torch.nn.Module, n_sim: int = 50, batch_size: int = 16,
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(pred [cells, T'] Hz, per_trial [trials, cells, T'] or None)`` over the test span, the
+        prediction :meth:`evaluate` scores (pass it there and to :meth:`traces` to compute it once): a
+        GLM open loop (mean of ``n_sim`` simulated trials, its own spikes feeding its history), a
+        history model without a simulator conditioned on each recorded repeat's past, any other model
+        from the stimulus. The model is run in eval mode."""
+        was = model.training
+        model.eval()
+        try:
+            return self._predict_test_span(model, n_sim, batch_size)
+        finally:
+            model.train(was)
+
+    def _predict_test_span(self, model: torch.nn.Module, n_sim: int, batch_size: int,
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if getattr(model, "hist", 0) and hasattr(model, "simulate"):
             return self.simulate(model, n_trials=n_sim, seed=self.seed), None
         if getattr(model, "hist", 0):
@@ -886,14 +898,9 @@ class RetinaTask(Task):
             return per_trial.mean(0), per_trial
         return self.predict(model, "test", batch_size=batch_size), None
 
-    @torch.no_grad()
-    def traces(self, model: torch.nn.Module, n_sim: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    def traces(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(predicted, recorded)`` rates ``[cells, T']`` (Hz) over the test span, both smoothed by the
-        same 10 ms Gaussian; the prediction is the one :meth:`evaluate` scores."""
-        was = model.training
-        model.eval()
-        pred = self._test_prediction(model, n_sim)[0]
-        model.train(was)
+        same 10 ms Gaussian; ``pred``: the first element of :meth:`test_prediction`."""
         return gaussian_smooth(pred), smooth_rate(self.data.repeats("test")[..., self.test_span()].mean(0))
 
     def heldout_set(self, kind: str | None = None, seed: int = 7_777, frames: int = 1_500,
@@ -916,9 +923,7 @@ class RetinaTask(Task):
         spec = {"heldout": True, "frames": frames, "repeats": repeats, "retina_seed": self.retina_seed,
                 "circuit": asdict(self.circuit.p)}
         path = _dataset_path(kind, seed, spec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # processes sharing the cache simulate it once
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(path.with_name(f".{path.name}.lock")):  # processes sharing the cache simulate it once
             if not path.exists():
                 generate_dataset(path, kind, seed, 200, frames, repeats, self.circuit, progress=False)
         return RETINA_TASKS[kind](data_file=str(path), **options)
@@ -937,7 +942,8 @@ class RetinaTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 16,
-                 max_batches: int | None = None, n_sim: int = 50, train_fit: bool = True) -> dict[str, float]:
+                 max_batches: int | None = None, n_sim: int = 50, train_fit: bool = True,
+                 prediction: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, float]:
         """Poisson NLL, and on the test split with repeats: per-cell and mean Pearson correlation of the
         prediction (smoothed by the same 10 ms Gaussian) with the trial-averaged smoothed rate, the split-half ceiling, and the fraction of
         explainable variance. A GLM is run open loop (``n_sim`` simulated trials; its own spikes feed
@@ -949,7 +955,8 @@ class RetinaTask(Task):
         blocks actually used (``train_fraction``; a model with spike history is conditioned on the
         recorded past there), beside ``poisson_nll`` and ``test_bin_correlation`` (the same per-bin r
         against each held-out repeat, averaged over repeats) on the test split; ``train_fit=False``
-        (or no training blocks) leaves the train fit out."""
+        (or no training blocks) leaves the train fit out. ``prediction``: :meth:`test_prediction`'s
+        result, when already computed."""
         repeats = self.data.repeats("test") if split == "test" else None
         if repeats is None:
             return super().evaluate(model, split, batch_size, max_batches)
@@ -959,7 +966,7 @@ class RetinaTask(Task):
         model.eval()
         rep = repeats[..., self.test_span()]
         extra: dict[str, float] = {}
-        pred, per_trial = self._test_prediction(model, n_sim, batch_size)
+        pred, per_trial = prediction if prediction is not None else self._predict_test_span(model, n_sim, batch_size)
         rates = pred if per_trial is None else per_trial
         nll = (rates * BIN_S - rep * torch.log(rates * BIN_S + 1e-6)).mean()
         if getattr(model, "hist", 0) and hasattr(model, "simulate"):

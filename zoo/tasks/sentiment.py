@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..checkpoint import file_lock
 from .base import Task, ResumableOrder, sharded_len
 
 PAD, UNK = "<pad>", "<unk>"
@@ -185,12 +185,10 @@ def _cached(key: str, build) -> Corpus:
     path = cache_dir() / f"corpus-{key}-tok{TOKENIZER_VERSION}.npz"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name(f".{path.name}.lock"), "a")
+        writable = os.access(path.parent, os.W_OK)
     except OSError:
-        lock = None  # a read-only cache: no lock, no saving
-    with lock if lock is not None else contextlib.nullcontext():
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        writable = False  # a read-only cache: no lock, no saving
+    with file_lock(path.with_name(f".{path.name}.lock")) if writable else contextlib.nullcontext():
         if path.exists():
             try:
                 return Corpus.load(path)
