@@ -233,3 +233,21 @@ def test_export_refuses_to_replace_and_tampered_runs(tmp_path):
     with pytest.raises(CheckpointError, match="sha256"):
         ckpt.export(other, shipped, replace=True)
     assert ckpt.load(target)[3]["layer.weight"].tobytes() == _state(0)["layer.weight"].numpy().tobytes()
+
+
+def test_replace_card_keeps_the_weights_and_refuses_shipped_and_tampered_files(tmp_path, monkeypatch):
+    run = _save(tmp_path / "run" / "toy__model.h5", storage_dtype="float16")
+    before = ckpt.load(run)
+    path = ckpt.replace_card(run, {**before[2], "metrics": {"line_attractor": {"n_slow_points": 3}}})
+    name, config, card, arrays = ckpt.load(path)  # verified against the updated manifest
+    assert (name, config) == before[:2] and card["metrics"]["line_attractor"]["n_slow_points"] == 3
+    assert all(arrays[k].tobytes() == before[3][k].tobytes() for k in arrays)  # bytes for bytes, still float16
+    monkeypatch.setenv("ZOO_CHECKPOINT_DIR", str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="shipped checkpoint"):
+        ckpt.replace_card(run, card)
+    other = _save(tmp_path / "run2" / "toy__model.h5")
+    data = bytearray(other.read_bytes())
+    data[len(data) // 2] ^= 1
+    other.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        ckpt.replace_card(other, card)

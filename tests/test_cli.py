@@ -50,6 +50,10 @@ def test_errors_are_clear(capsys):
     assert "no test metrics" in _one_error_line(capsys, "eval")
     assert main(["train", "random-net/tanh", "--set", "oops"]) == 2
     assert "KEY=VALUE" in _one_error_line(capsys, "train")
+    assert main(["eval", "flip-flop/gru", "--write-card"]) == 2  # shipped cards change only by export
+    assert "needs --checkpoint" in _one_error_line(capsys, "eval")
+    assert main(["train", "flip-flop/gru", "--lr-decay", "0.5", "x"]) == 2
+    assert "--lr-decay takes a rate" in _one_error_line(capsys, "train")
 
 
 @pytest.mark.parametrize("argv, match", [

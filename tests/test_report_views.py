@@ -134,7 +134,9 @@ def test_figures_in_a_pool_runs_sections_and_analyses_together(tmp_path, monkeyp
     alone = dict(report.run_sections(["test-own", "test-view"], tmp_path / "b", quick=True,
                                      results_dir=tmp_path / "alone", jobs=1))
     assert pooled["test-own"].rows == alone["test-own"].rows == [report.Row("two", 2, "")]
-    assert len(pooled["test-view"].rows) == 2 and pooled["test-view"].rows == alone["test-view"].rows
+    assert len(pooled["test-view"].rows) == 2  # one thread per worker: the same numbers up to BLAS summation order
+    assert [r.quantity for r in pooled["test-view"].rows] == [r.quantity for r in alone["test-view"].rows]
+    assert [r.ours for r in pooled["test-view"].rows] == pytest.approx([r.ours for r in alone["test-view"].rows], rel=1e-9)
     assert (tmp_path / "pooled" / "curvature.h5").exists()
     # failing sections, even with exceptions that cannot travel between processes, fail alone
     for name, func in (("test-fail", _failing_section), ("test-missing", _missing_weights_section)):

@@ -215,6 +215,27 @@ def test_step_reproduces_forward(cell):
         assert visited.shape == (int(lengths.sum()), model.state_size)
 
 
+def test_lstm_read_out_from_h_and_c():
+    """``readout_state="hc"`` (the authors' LSTM): the readout sees the whole flat state ``[h, c]``;
+    the per-step cell loop that trains it equals the fused packed pass, logits and gradients."""
+    ids, lengths = _batch()
+    model = _model("lstm", torch.float64, readout_state="hc")
+    assert model.readout_weights().shape == (1, 24) and (model.readout_weights()[:, 12:] != 0).any()
+    final = model.final_state(ids, lengths)
+    logits = model(ids, lengths)
+    assert torch.allclose(logits, final @ model.readout_weights().T + model.readout_bias(), atol=1e-12, rtol=0)
+    assert torch.allclose(model._stream_logits([ids[i, :n].tolist() for i, n in enumerate(lengths)]), logits,
+                          atol=1e-12, rtol=0)
+    grad_loop = torch.autograd.grad(logits.sum(), model.rnn.weight_hh_l0)[0]
+    grad_fused = torch.autograd.grad(model.readout(model.final_state(ids, lengths)).sum(), model.rnn.weight_hh_l0)[0]
+    assert torch.allclose(grad_loop, grad_fused, atol=1e-10, rtol=0)
+    for cell in ("gru", "vanilla", "ugrnn"):
+        with pytest.raises(ValueError, match="readout_state"):
+            _model(cell, readout_state="hc")
+    with pytest.raises(ValueError, match="readout_state"):
+        _model("lstm", readout_state="c")
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_dynamics_protocol(cell):
     model = _model(cell)
@@ -357,3 +378,56 @@ def test_shipped_entry_accuracy_recomputes(name):
     model, card = zoo.load(name), zoo.card(name)
     again = zoo.task(name).evaluate(model, "test")["test_accuracy"]
     assert math.isclose(again, card["metrics"]["test_accuracy"], abs_tol=2e-3)
+
+
+# ----------------------------------------------------------------------------- line attractors (issue 14)
+
+BINARY_RNNS = [n for n in ENTRIES if n.split("/")[0] in PAPER and not n.endswith("/bow")]
+# Targets each shipped network misses, as measured (README, "Line attractors"); a retrained entry that
+# meets one of them fails this test until the list is updated, and so does one that misses a new one.
+KNOWN_SHORTFALLS: dict[str, set[str]] = {
+    "sentiment-imdb/gru": {"linearised_accuracy"},
+    "sentiment-imdb/lstm": {"abs_lambda1", "cos_line_readout", "linearised_accuracy", "n_slow_points", "tangent_alignment"},
+    "sentiment-imdb/ugrnn": {"abs_lambda1", "linearised_accuracy", "tangent_alignment"},
+    "sentiment-imdb/vanilla": {"linearised_accuracy", "tangent_alignment"},
+    "sentiment-sst/gru": {"abs_lambda1", "linearised_accuracy", "n_slow_points", "one_step_error"},
+    "sentiment-sst/lstm": {"abs_lambda1", "cos_line_readout", "n_slow_points"},
+    "sentiment-sst/ugrnn": {"abs_lambda1", "cos_line_readout"},
+    "sentiment-sst/vanilla": {"abs_lambda1", "cos_line_readout", "linearised_accuracy", "n_slow_points", "one_step_error",
+                              "pc1_fraction", "tangent_alignment"},
+}
+
+
+def test_card_line_attractor_metrics_are_complete():
+    """Every shipped binary RNN's card carries ``metrics.line_attractor`` with issue 14's keys and
+    the settings that produced them."""
+    from zoo.papers.line_attractors import TARGETS
+
+    for name in BINARY_RNNS:
+        if not zoo.get_entry(name).path.exists():
+            continue
+        la = zoo.card(name)["metrics"].get("line_attractor")
+        assert la is not None, f"{name}: card has no metrics.line_attractor (zoo eval {name} --checkpoint RUN --write-card)"
+        assert set(TARGETS) | {"network_accuracy", "n_seeds", "settings"} <= set(la), (name, sorted(la))
+        assert la["settings"]["n_seeds"] == 1000 and la["settings"]["q_fixed"] == 1e-8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BINARY_RNNS)
+def test_shipped_line_attractor_recomputes_and_meets_its_targets(name):
+    """The headline table regenerates from the shipped checkpoint (the card's values, same settings),
+    and the entry meets issue 14's targets except its documented shortfalls."""
+    from zoo.analysis.line_attractor import VERSION, card_metrics
+    from zoo.papers.line_attractors import target_verdicts
+
+    if not zoo.get_entry(name).path.exists():
+        pytest.skip(f"{name} not trained yet")
+    stored = zoo.card(name)["metrics"]["line_attractor"]
+    settings = {k: v for k, v in stored["settings"].items() if k not in ("analysis", "version")}
+    assert stored["settings"]["version"] == VERSION, f"{name}: card from line-attractor v{stored['settings']['version']}"
+    again = card_metrics(zoo.load(name), zoo.task(name), **settings)
+    for key in ("n_slow_points", "pc1_fraction", "abs_lambda1", "tangent_alignment", "cos_line_readout",
+                "one_step_error", "linearised_accuracy"):
+        assert again[key] == pytest.approx(stored[key], rel=0.05, abs=0.01), (name, key, again[key], stored[key])
+    missed = {k for k, v in target_verdicts(again).items() if v != "match"}
+    assert missed == KNOWN_SHORTFALLS.get(name, set()), f"{name}: misses {sorted(missed)}"

@@ -121,6 +121,32 @@ def test_bad_training_requests_fail_before_training(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
+def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
+    """``lr_decay [rate, steps]``: lr * rate ** (step / steps) at every step (renn's sentiment schedule)."""
+    name = register_toy_entry()
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    from zoo import training
+
+    original = training._OPTIMIZERS["adam"]
+    training._OPTIMIZERS["adam"] = Spy
+    try:
+        path = train(name, max_steps=12, lr=0.05, lr_decay=[0.5, 4], runs_root=tmp_path, progress_bar=False)
+    finally:
+        training._OPTIMIZERS["adam"] = original
+    assert seen == pytest.approx([0.05 * 0.5 ** (k / 4) for k in range(12)], rel=1e-12)
+    assert "--lr-decay 0.5 4" in ckpt.load(path)[2]["command"]
+    for bad in ([0.0, 4], [1.5, 4], [0.5, 0], [0.5], 0.5):
+        with pytest.raises(ValueError, match="lr_decay must be"):
+            train(name, max_steps=1, lr_decay=bad, runs_root=tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_task_options_reach_the_task_and_the_card(tmp_path):
     """``--task-set`` configures the task (here: flip-flop's epoch length), is validated before
     training, and is part of the card's remake command."""

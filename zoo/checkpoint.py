@@ -277,6 +277,22 @@ def _read_params(f: h5py.File, path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def replace_card(path: os.PathLike | str, card: dict[str, Any]) -> Path:
+    """Rewrite the card of the verified run checkpoint ``path`` (weights and config unchanged,
+    stored bytes for bytes in their dtype), atomically, and update the manifest beside it.
+
+    Shipped checkpoints are refused: rewrite the run's file and export it with ``--replace``."""
+    path = Path(path)
+    if path.resolve().parent == checkpoint_dir().resolve():
+        raise ValueError(f"{path} is a shipped checkpoint; rewrite the training run's file, then `zoo export --replace`")
+    name, config, old, arrays = load(path)
+    storage = old.get("storage_dtype", "float32")
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+    if any(v.is_floating_point() and str(v.dtype).removeprefix("torch.") != storage for v in state.values()):
+        raise CheckpointError(path, f"holds float tensors that are not {storage}; refusing to convert them")
+    return save(path, name=name, state_dict=state, config=config, card=card, storage_dtype=storage)
+
+
 def export(source: os.PathLike | str, folder: os.PathLike | str | None = None, *, replace: bool = False) -> Path:
     """Promote a verified run checkpoint ``source`` into ``folder`` (default: the shipped set).
 

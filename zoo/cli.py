@@ -5,6 +5,7 @@
     zoo train NAME [options]             train with Lightning into runs/<entry>/seed<k>/
     zoo export RUN [--replace]           promote a finished run into the shipped checkpoints
     zoo eval NAME [--json]               recompute the test metrics and compare with the card
+    zoo eval NAME --checkpoint RUN.h5 --write-card   ... of a run, and store them in its card
     zoo analyze ANALYSIS NAME [--json]   run one analysis on one entry
     zoo bench [ANALYSIS ...] [--json]    run analyses across every compatible entry
     zoo figures [SECTION ...]            the papers' figures and headline numbers (REPORT.md)
@@ -119,6 +120,16 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _lr_decay(values: list[str] | None) -> list | None:
+    """``--lr-decay RATE STEPS`` as the recipe's ``[rate, steps]``."""
+    if values is None:
+        return None
+    try:
+        return [float(values[0]), int(values[1])]
+    except ValueError:
+        raise UsageError(f"--lr-decay takes a rate and a whole number of steps, got {' '.join(values)}") from None
+
+
 def cmd_train(args) -> int:
     from . import checkpoint as ckpt
     from .training import train
@@ -135,7 +146,7 @@ def cmd_train(args) -> int:
     path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"),
                  task_options=_pairs(args.task_set, "--task-set"), max_steps=args.max_steps,
                  max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                 probe_every=args.probe_every,
+                 probe_every=args.probe_every, lr_decay=_lr_decay(args.lr_decay),
                  resume=args.resume,
                  runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
     if path is None:  # a DDP rank other than 0: rank 0 reports
@@ -164,19 +175,38 @@ def cmd_export(args) -> int:
 def cmd_eval(args) -> int:
     import zoo
 
-    model = zoo.load(args.name)
-    task = zoo.task(args.name)
+    from . import checkpoint as ckpt
     from .tasks.base import Task
 
+    if args.write_card and not args.checkpoint:
+        raise UsageError("--write-card needs --checkpoint RUN.h5 (shipped cards change only through `zoo export`)")
+    model = zoo.load(args.name, checkpoint=args.checkpoint)
+    task = zoo.task(args.name)
     if type(task).loss is Task.loss or type(task).dataloader is Task.dataloader:
         raise UsageError(f"{args.name} has no test metrics: its task ({task.name}) defines no test data or loss")
     measured = task.evaluate(model, "test")
-    stored = zoo.card(args.name).get("metrics", {})
-    rows = [{"metric": k, "measured": v, "card": stored.get(k),
-             "difference": (v - stored[k]) if isinstance(stored.get(k), (int, float)) else None}
-            for k, v in measured.items()]
+    card = ckpt.load(args.checkpoint)[2] if args.checkpoint else zoo.card(args.name)
+    stored = card.get("metrics", {})
+    flat = _flat(stored)
+    rows = [{"metric": k, "measured": v, "card": flat.get(k),
+             "difference": (v - flat[k]) if isinstance(flat.get(k), (int, float)) else None}
+            for k, v in _flat(measured).items()]
+    if args.write_card:
+        ckpt.replace_card(args.checkpoint, {**card, "metrics": measured})
     _emit(args, {"name": args.name, "measured": measured, "card": stored}, _table(rows))
     return 0
+
+
+def _flat(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics (``line_attractor: {...}``) as ``line_attractor.key`` rows; settings skipped."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            if k != "settings":
+                out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def cmd_analyze(args) -> int:
@@ -259,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--lr-decay", nargs=2, metavar=("RATE", "STEPS"),
+                   help="decay the learning rate smoothly to RATE x every STEPS steps (renn's sentiment recipe: 0.2 1000)")
     p.add_argument("--weight-decay", type=float, metavar="L2", help="Adam's L2 penalty (the model may restrict it "
                    "to some weights, e.g. the grid RNN's to W_hh)")
     p.add_argument("--resume", action="store_true", help="continue from RUNS/<entry>/seed<k>/checkpoints/last.ckpt")
@@ -282,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="recompute an entry's test metrics and compare with its card")
     p.add_argument("name")
+    p.add_argument("--checkpoint", metavar="PATH", help="a training run's checkpoint instead of the shipped one")
+    p.add_argument("--write-card", action="store_true",
+                   help="with --checkpoint: store the recomputed metrics in that run checkpoint's card")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_eval)
 

@@ -56,6 +56,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "probe_every_n_steps": None,  # how often the task's probe(model) metrics are logged (tasks that have one)
     "keep_best": False,  # export the weights of the lowest validation loss, not the last ones
     "early_stop_patience": None,  # with keep_best: stop after this many validations without improvement
+    "lr_decay": None,  # [rate, steps]: lr * rate ** (step / steps), smooth exponential decay per step
 }
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -113,7 +114,12 @@ class ZooModule(L.LightningModule):
             groups = self.model.optimizer_param_groups(wd)
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "weight_decay": wd}]
-        return _OPTIMIZERS[name](groups, lr=self.recipe["lr"])
+        optimizer = _OPTIMIZERS[name](groups, lr=self.recipe["lr"])
+        if self.recipe["lr_decay"] is None:
+            return optimizer
+        rate, steps = self.recipe["lr_decay"]
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: rate ** (step / steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -260,8 +266,8 @@ def _remake_command(name: str, seed: int, recipe_args: dict[str, Any], overrides
                     task_options: dict[str, Any] | None = None) -> str:
     parts = ["zoo", "train", name, "--seed", str(seed)]
     for key, value in recipe_args.items():
-        if value is not None:
-            parts += [f"--{key.replace('_', '-')}", str(value)]
+        if value is not None:  # a list (--lr-decay RATE STEPS) gives its values one by one
+            parts += [f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, (list, tuple)) else [value])]
     for key, value in overrides.items():
         parts += ["--set", f"{key}={value}"]
     for key, value in (task_options or {}).items():
@@ -313,6 +319,10 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
     wd = recipe["weight_decay"]
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
         raise ValueError(f"{name}: weight-decay must be a finite number >= 0, got {wd!r}")
+    decay = recipe["lr_decay"]
+    if decay is not None and not (isinstance(decay, (list, tuple)) and len(decay) == 2 and 0 < decay[0] <= 1
+                                  and isinstance(decay[1], int) and decay[1] > 0):
+        raise ValueError(f"{name}: lr_decay must be [rate in (0, 1], steps > 0], got {decay!r}")
     if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
         raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
 
@@ -341,6 +351,7 @@ def train(
     lr: float | None = None,
     weight_decay: float | None = None,
     probe_every: int | None = None,
+    lr_decay: list | None = None,
     resume: bool = False,
     runs_root: Path | str = "runs",
     trainer_kwargs: dict[str, Any] | None = None,
@@ -349,7 +360,7 @@ def train(
     """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
     ``overrides`` are builder keywords (``--set key=value``); ``task_options`` are the task's own
-    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``weight_decay`` and
+    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``weight_decay``, ``lr_decay`` and
     ``probe_every`` (steps between the task's ``probe`` metrics, e.g. gridness) override the entry's
     recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
     precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
@@ -364,7 +375,7 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr,
-             "weight_decay": weight_decay, "probe_every_n_steps": probe_every}
+             "weight_decay": weight_decay, "probe_every_n_steps": probe_every, "lr_decay": lr_decay}
     recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
     _check_recipe(name, recipe)
     validate_overrides(entry, overrides)
@@ -434,6 +445,8 @@ def train(
     recipe_args = {k: recipe[k] for k in ("max_steps", "max_epochs", "batch_size", "lr") if recipe[k] not in (None, -1)}
     if weight_decay is not None:  # given on the command line: the remake command gives it too
         recipe_args["weight_decay"] = weight_decay
+    if lr_decay is not None:
+        recipe_args["lr_decay"] = lr_decay
     card = {
         "name": name,
         "task": entry.task,

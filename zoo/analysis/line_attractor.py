@@ -231,7 +231,10 @@ def _sequences(model: Any, batches: list[Any], limit: int):
         got += take
 
 
-@register_analysis("line-attractor", protocol=ReadoutDynamics, version="2", quick_params=_QUICK, cost=20)
+VERSION = "3"  # 3: r1_line_alignment (the paper's test, with its chance level) and n_slow_modes
+
+
+@register_analysis("line-attractor", protocol=ReadoutDynamics, version=VERSION, quick_params=_QUICK, cost=20)
 def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int = 128, n_error_sequences: int = 32,
                    n_class_sequences: int = 512, q_fixed: float = 1e-8, max_linearised: int = 200,
                    adam_iters: int = 200, lm_iters: int = 40, q_tol: float = 1e-9, lm_damping: float = 1e-3,
@@ -311,11 +314,17 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
         summary.update({f"abs_lambda{i + 1}": float(np.median(mod[:, i])) for i in range(mod.shape[1])})
         summary.update({f"tau{i + 1}": float(np.median(tau[:, i])) for i in range(tau.shape[1])})
         summary["n_stable"] = int(use.stable.sum())
+        # modes slower than 100 tokens at each point (paper: one near 1, the next few ~100 tokens)
+        summary["n_slow_modes"] = float(np.median((np.abs(use.eigenvalues) > np.exp(-1 / 100)).sum(1)))
     if use.n_unique >= 2:
         line = fit_line(use.points, readout)
         summary.update({"pc1_fraction": line.fraction_variance, "cos_line_readout": abs(cosine(line.direction, readout)),
                         "line_length": line.length, "line_arc_length": line.arc_length})
         summary["tangent_alignment"] = float(eigenvector_alignment(use, local_tangents(use.points, line.direction)).mean())
+        # the paper's quantitative test: r1 against the manifold's main direction, beside the mean
+        # abs(cos) of two random unit vectors in N dimensions, sqrt(2 / (pi N)) for large N
+        summary["r1_line_alignment"] = float(eigenvector_alignment(use, np.broadcast_to(line.direction, use.points.shape)).mean())
+        summary["r1_chance"] = float(np.sqrt(2 / (np.pi * use.state_size)))
     if use.n_unique:
         system = LinearisedSystem(model, use)
         if hasattr(model, "input_vocabulary"):
@@ -336,3 +345,19 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     summary["time_s"] = time.perf_counter() - started
     return AnalysisResult(summary=summary, arrays=arrays)
 
+
+
+CARD_KEYS = ("n_slow_points", "pc1_fraction", "abs_lambda1", "tangent_alignment", "cos_line_readout", "one_step_error",
+             "linearised_accuracy", "network_accuracy", "n_seeds", "n_slow_sets", "largest_slow_set",
+             "largest_slow_set_extent", "state_scale", "tau1", "abs_lambda2", "n_slow_modes", "r1_line_alignment",
+             "r1_chance", "var_pc3", "seeds_unreachable")
+
+
+def card_metrics(model, task, **params) -> dict[str, Any]:
+    """The line-attractor numbers a sentiment model's card carries (``metrics.line_attractor``):
+    :func:`line_attractor` at its defaults (or ``params``), the keys of ``CARD_KEYS`` that it
+    reports, and the settings that produced them (``settings``, with the analysis's version)."""
+    result = line_attractor(model, task, **params)
+    out = {k: result.summary[k] for k in CARD_KEYS if k in result.summary}
+    out["settings"] = {**json.loads(result.summary["settings"]), "analysis": "line-attractor", "version": VERSION}
+    return out

@@ -521,10 +521,17 @@ class _TextClassification(Task):
             predicted = logits.argmax(-1)
         return loss, {"accuracy": (predicted == labels).float().mean()}
 
-    def evaluate(self, model, split: str = "test", batch_size: int = 256, max_batches: int | None = None):
-        """Metrics over ``split``; accuracy is also reported as ``<split>_accuracy``."""
+    def evaluate(self, model, split: str = "test", batch_size: int = 256, max_batches: int | None = None,
+                 line_attractor: bool = True):
+        """Metrics over ``split``; accuracy is also reported as ``<split>_accuracy``. On the whole
+        test split, a recurrent model also gets ``line_attractor``: the line-attractor analysis's
+        headline numbers and its settings (:func:`zoo.analysis.line_attractor.card_metrics`)."""
         metrics = super().evaluate(model, split, batch_size, max_batches)
         metrics[f"{split}_accuracy"] = metrics["accuracy"]
+        if line_attractor and split == "test" and max_batches is None and hasattr(model, "state_jacobian"):
+            from zoo.analysis.line_attractor import card_metrics
+
+            metrics["line_attractor"] = card_metrics(model, self)
         return metrics
 
 
