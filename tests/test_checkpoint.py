@@ -242,9 +242,14 @@ def test_replace_card_keeps_the_weights_and_refuses_shipped_and_tampered_files(t
     name, config, card, arrays = ckpt.load(path)  # verified against the updated manifest
     assert (name, config) == before[:2] and card["metrics"]["line_attractor"]["n_slow_points"] == 3
     assert all(arrays[k].tobytes() == before[3][k].tobytes() for k in arrays)  # bytes for bytes, still float16
+    with pytest.raises(ValueError, match="the new card is for 'other/model'"):
+        ckpt.replace_card(run, {**card, "name": "other/model"})
     monkeypatch.setenv("ZOO_CHECKPOINT_DIR", str(tmp_path / "run"))
     with pytest.raises(ValueError, match="shipped checkpoint"):
         ckpt.replace_card(run, card)
+    package_set = Path(ckpt.__file__).parent / "checkpoints" / "toy__model.h5"
+    with pytest.raises(ValueError, match="shipped checkpoint"):  # the package's own set, whatever the env says
+        ckpt.refuse_shipped(package_set)
     other = _save(tmp_path / "run2" / "toy__model.h5")
     data = bytearray(other.read_bytes())
     data[len(data) // 2] ^= 1

@@ -121,3 +121,23 @@ def test_export_command(capsys, tmp_path, ckpt_dir):
     assert main(["export", str(run)]) == 2
     assert "--replace" in _one_error_line(capsys, "export")
     assert main(["export", str(run), "--replace"]) == 0
+
+
+def test_eval_writes_a_run_cards_metrics_and_refuses_shipped_files(tmp_path, capsys):
+    """``zoo eval NAME --checkpoint RUN.h5 --write-card``: the run's card gets the recomputed metrics,
+    its weights stay byte for byte; a shipped file is refused before anything is evaluated."""
+    from zoo import checkpoint as ckpt
+    from zoo.training import train
+
+    path = train("flip-flop/gru", max_epochs=1, overrides={"hidden": 4}, task_options={"batches_per_epoch": 6},
+                 runs_root=tmp_path, progress_bar=False)
+    name, _, card, before = ckpt.load(path)
+    card = {**card, "metrics": {"stale": 1.0}}
+    ckpt.replace_card(path, card)
+    assert main(["eval", name, "--checkpoint", str(path), "--write-card", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["measured"]
+    _, _, after_card, after = ckpt.load(path)  # verified against the run's updated manifest
+    assert after_card["metrics"] == measured and "stale" not in measured
+    assert all(after[k].tobytes() == before[k].tobytes() for k in before)
+    assert main(["eval", name, "--checkpoint", str(ckpt.checkpoint_dir() / ckpt.file_name(name)), "--write-card"]) == 2
+    assert "shipped checkpoint" in _one_error_line(capsys, "eval")

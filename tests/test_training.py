@@ -141,7 +141,7 @@ def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
         training._OPTIMIZERS["adam"] = original
     assert seen == pytest.approx([0.05 * 0.5 ** (k / 4) for k in range(12)], rel=1e-12)
     assert "--lr-decay 0.5 4" in ckpt.load(path)[2]["command"]
-    for bad in ([0.0, 4], [1.5, 4], [0.5, 0], [0.5], 0.5):
+    for bad in ([0.0, 4], [1.5, 4], [0.5, 0], [0.5], 0.5, [True, 4], [0.5, True], ["0.5", 4], [0.5, 4.0]):
         with pytest.raises(ValueError, match="lr_decay must be"):
             train(name, max_steps=1, lr_decay=bad, runs_root=tmp_path / "bad", progress_bar=False)
     assert not (tmp_path / "bad").exists()

@@ -277,15 +277,26 @@ def _read_params(f: h5py.File, path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def refuse_shipped(path: os.PathLike | str) -> None:
+    """Raise ``ValueError`` if ``path`` lies in the shipped set (``checkpoint_dir()``, or the package's
+    own ``zoo/checkpoints`` when ``ZOO_CHECKPOINT_DIR`` points elsewhere)."""
+    folder = Path(path).resolve().parent
+    if folder in (checkpoint_dir().resolve(), (Path(__file__).parent / "checkpoints").resolve()):
+        raise ValueError(f"{path} is a shipped checkpoint; rewrite the training run's file, then `zoo export --replace`")
+
+
 def replace_card(path: os.PathLike | str, card: dict[str, Any]) -> Path:
     """Rewrite the card of the verified run checkpoint ``path`` (weights and config unchanged,
     stored bytes for bytes in their dtype), atomically, and update the manifest beside it.
 
-    Shipped checkpoints are refused: rewrite the run's file and export it with ``--replace``."""
+    Shipped checkpoints are refused: rewrite the run's file and export it with ``--replace``. As with
+    :func:`save`, a crash between the file's rename and the manifest's update leaves a file that
+    fails verification (never a half-written one); rerun to repair it."""
     path = Path(path)
-    if path.resolve().parent == checkpoint_dir().resolve():
-        raise ValueError(f"{path} is a shipped checkpoint; rewrite the training run's file, then `zoo export --replace`")
+    refuse_shipped(path)
     name, config, old, arrays = load(path)
+    if card.get("name", name) != name:
+        raise ValueError(f"{path} holds {name}; the new card is for {card.get('name')!r}")
     storage = old.get("storage_dtype", "float32")
     state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
     if any(v.is_floating_point() and str(v.dtype).removeprefix("torch.") != storage for v in state.values()):

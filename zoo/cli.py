@@ -180,12 +180,14 @@ def cmd_eval(args) -> int:
 
     if args.write_card and not args.checkpoint:
         raise UsageError("--write-card needs --checkpoint RUN.h5 (shipped cards change only through `zoo export`)")
+    if args.write_card:
+        ckpt.refuse_shipped(args.checkpoint)  # before minutes of evaluation, not after
     model = zoo.load(args.name, checkpoint=args.checkpoint)
     task = zoo.task(args.name)
     if type(task).loss is Task.loss or type(task).dataloader is Task.dataloader:
         raise UsageError(f"{args.name} has no test metrics: its task ({task.name}) defines no test data or loss")
-    measured = task.evaluate(model, "test")
     card = ckpt.load(args.checkpoint)[2] if args.checkpoint else zoo.card(args.name)
+    measured = task.evaluate(model, "test", batch_size=card.get("training", {}).get("eval_batch_size", 256))
     stored = card.get("metrics", {})
     flat = _flat(stored)
     rows = [{"metric": k, "measured": v, "card": flat.get(k),

@@ -320,7 +320,9 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
         raise ValueError(f"{name}: weight-decay must be a finite number >= 0, got {wd!r}")
     decay = recipe["lr_decay"]
-    if decay is not None and not (isinstance(decay, (list, tuple)) and len(decay) == 2 and 0 < decay[0] <= 1
+    if decay is not None and not (isinstance(decay, (list, tuple)) and len(decay) == 2
+                                  and not any(isinstance(x, bool) for x in decay)
+                                  and isinstance(decay[0], (int, float)) and 0 < decay[0] <= 1
                                   and isinstance(decay[1], int) and decay[1] > 0):
         raise ValueError(f"{name}: lr_decay must be [rate in (0, 1], steps > 0], got {decay!r}")
     if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:

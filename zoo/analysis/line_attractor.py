@@ -231,7 +231,8 @@ def _sequences(model: Any, batches: list[Any], limit: int):
         got += take
 
 
-VERSION = "3"  # 3: r1_line_alignment (the paper's test, with its chance level) and n_slow_modes
+VERSION = "4"  # 3: r1_line_alignment (the paper's test, with its chance level) and n_slow_modes;
+               # 4: tau_i from the median |lambda_i| (was the median of per-point tau_i); all settings recorded
 
 
 @register_analysis("line-attractor", protocol=ReadoutDynamics, version=VERSION, quick_params=_QUICK, cost=20)
@@ -264,8 +265,10 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     from .linearization import LinearisedSystem, linearised_classifier, one_step_error
 
     started = time.perf_counter()
-    settings = dict(n_seeds=n_seeds, q_fixed=q_fixed, adam_iters=adam_iters, lm_iters=lm_iters, q_tol=q_tol,
-                    lm_damping=lm_damping, tol_unique=tol_unique, seed=seed, split=split)
+    settings = dict(n_seeds=n_seeds, n_state_sequences=n_state_sequences, n_error_sequences=n_error_sequences,
+                    n_class_sequences=n_class_sequences, q_fixed=q_fixed, max_linearised=max_linearised,
+                    adam_iters=adam_iters, lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping,
+                    tol_unique=tol_unique, seed=seed, split=split, batch_size=batch_size)
     for p in model.parameters() if hasattr(model, "parameters") else []:
         p.requires_grad_(False)
     with torch.no_grad():
@@ -309,10 +312,11 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
         "readout_pc": pca.components[:2] @ readout, "eigenvalues": use.eigenvalues,
     }
     if use.n_unique:
-        mod = np.abs(use.eigenvalues[:, :3])
-        tau = use.time_constants[:, :3]
-        summary.update({f"abs_lambda{i + 1}": float(np.median(mod[:, i])) for i in range(mod.shape[1])})
-        summary.update({f"tau{i + 1}": float(np.median(tau[:, i])) for i in range(tau.shape[1])})
+        mod = np.median(np.abs(use.eigenvalues[:, :3]), axis=0)
+        summary.update({f"abs_lambda{i + 1}": float(m) for i, m in enumerate(mod)})
+        # tau_i = -1/ln(median |lambda_i|) (tokens; negative: a growing mode), so tau and |lambda| agree
+        with np.errstate(divide="ignore"):
+            summary.update({f"tau{i + 1}": float(-1.0 / np.log(m)) if m != 1 else float("inf") for i, m in enumerate(mod)})
         summary["n_stable"] = int(use.stable.sum())
         # modes slower than 100 tokens at each point (paper: one near 1, the next few ~100 tokens)
         summary["n_slow_modes"] = float(np.median((np.abs(use.eigenvalues) > np.exp(-1 / 100)).sum(1)))
@@ -357,7 +361,13 @@ def card_metrics(model, task, **params) -> dict[str, Any]:
     """The line-attractor numbers a sentiment model's card carries (``metrics.line_attractor``):
     :func:`line_attractor` at its defaults (or ``params``), the keys of ``CARD_KEYS`` that it
     reports, and the settings that produced them (``settings``, with the analysis's version)."""
-    result = line_attractor(model, task, **params)
+    weights = list(model.parameters()) if hasattr(model, "parameters") else []
+    trainable = [w.requires_grad for w in weights]
+    try:  # the analysis freezes the weights; a model evaluated during training keeps its gradients
+        result = line_attractor(model, task, **params)
+    finally:
+        for w, flag in zip(weights, trainable):
+            w.requires_grad_(flag)
     out = {k: result.summary[k] for k in CARD_KEYS if k in result.summary}
     out["settings"] = {**json.loads(result.summary["settings"]), "analysis": "line-attractor", "version": VERSION}
     return out

@@ -251,7 +251,7 @@ def line_attractors(out_dir: Path, quick: bool) -> Section:
             Row(f"{e}: mean abs(cos(r1, tangent))", _fmt(r.get("tangent_alignment")), _PAPER["tangent"],
                 "local tangent (8 nearest slow points); target >= 0.9", v["tangent_alignment"]),
             Row(f"{e}: mean abs(cos(r1, line's main axis)) / chance", f"{_fmt(r.get('r1_line_alignment'))} / "
-                f"{_fmt(r.get('r1_chance'))}", "far above random unit vectors (the paper's test)", "",
+                f"{_fmt(r.get('r1_chance'))}", "far above random unit vectors (the paper's test)", "target >= 5x chance",
                 at_least(r.get("r1_line_alignment"), 5 * r.get("r1_chance", 1.0), 0.0) if r.get("r1_chance") else ""),
             Row(f"{e}: modes slower than 100 tokens per point (median)", _fmt(r.get("n_slow_modes"), ".0f"),
                 "1 (then ~100 tokens, then fast)", "several slow modes make r1 ill-defined along the line"),
@@ -273,7 +273,7 @@ def line_attractors(out_dir: Path, quick: bool) -> Section:
             "(q < 1e-10) are counted as distinct connected sets. Points outside the box of states a "
             "cell can reach (|h| <= 1), held still by saturated gates, are never counted.\n\n"
             "Definitions: eigenvalue columns are medians over the linearised slow points (q < 1e-8, or all "
-            "unique points where fewer than 3 exist), tau = -1/ln|lambda| in tokens (negative: a slightly "
+            "unique points where fewer than 3 exist), tau = -1/ln of that median |lambda|, in tokens (negative: a slightly "
             "growing mode, |lambda| > 1). One-step error: median over visited transitions of ||linearised - "
             "true next state|| / ||true next state|| (the paper's convention; the update column divides by "
             "||true one-step change|| instead). The "
