@@ -350,7 +350,6 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
     return AnalysisResult(summary=summary, arrays=arrays)
 
 
-
 CARD_KEYS = ("n_slow_points", "pc1_fraction", "abs_lambda1", "tangent_alignment", "cos_line_readout", "one_step_error",
              "linearised_accuracy", "network_accuracy", "n_seeds", "n_slow_sets", "largest_slow_set",
              "largest_slow_set_extent", "state_scale", "tau1", "abs_lambda2", "n_slow_modes", "r1_line_alignment",
