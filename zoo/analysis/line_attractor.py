@@ -269,85 +269,91 @@ def line_attractor(model, task, *, n_seeds: int = 1000, n_state_sequences: int =
                     n_class_sequences=n_class_sequences, q_fixed=q_fixed, max_linearised=max_linearised,
                     adam_iters=adam_iters, lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping,
                     tol_unique=tol_unique, seed=seed, split=split, batch_size=batch_size)
-    for p in model.parameters() if hasattr(model, "parameters") else []:
-        p.requires_grad_(False)
-    with torch.no_grad():
-        states = torch.cat([model.visited_states(b) for b in
-                            _spread_batches(task, split, n_state_sequences, batch_size)]).double()
-    pca = principal_components(states)
-    g = torch.Generator().manual_seed(seed)
-    seeds = states[torch.randperm(len(states), generator=g)[:n_seeds]]
-    fp = find_fixed_points(model, seeds.to(_dtype_of(model, torch.float32)), compute_jacobians=False, adam_iters=adam_iters,
-                           lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping, tol_unique=tol_unique)
-    slow = fp.q < q_fixed
-    summary: dict[str, Any] = {
-        "settings": json.dumps(settings), "convention": "q = (1/N)||F(h, 0) - h||^2",
-        "n_visited_states": len(states), "n_seeds": len(seeds),
-        "var_pc1": float(pca.explained_variance_ratio[0]), "var_pc2": float(pca.explained_variance_ratio[:2].sum()),
-        "var_pc3": float(pca.explained_variance_ratio[:3].sum()),
-        "n_unique": fp.n_unique, "n_slow_points": int(slow.sum()),
-        "seeds_unreachable": fp.status_counts()["unreachable"],
-        "state_scale": fp.params["state_scale"], "tol_unique_abs": fp.params["tol_unique_abs"],
-    }
-    if slow.any():  # the count that does not depend on a tolerance: connected sets of slow points
-        sets = fp.subset(slow).connected_sets()
-        summary.update({"n_slow_sets": sets.n_sets, "n_distinct_fixed": sets.n_distinct_fixed,
-                        "largest_slow_set": int(sets.sizes[0]), "largest_slow_set_extent": float(sets.extents[0]),
-                        "largest_slow_set_pc1": float(sets.pc1_fractions[0]), "link_abs": sets.link})
-    weights = model.readout_weights().detach().double().cpu().numpy()
-    summary["n_classes"] = max(2, len(weights))
-    if slow.sum() >= 3:  # the attractor's dimension (Aitken et al. 2020: N - 1 for N unordered classes)
-        summary.update(_slow_subspace(fp.points[slow], weights, summary["n_classes"] - 1))
-    use = fp.subset(slow) if slow.sum() >= 3 else fp
-    summary["geometry_from"] = f"points with q < {q_fixed:g}" if slow.sum() >= 3 else "all unique points (few have q < q_fixed)"
-    if use.n_unique > max_linearised:  # spectra cost O(N^3) per point: a random subset
-        keep = np.sort(np.random.default_rng(seed).choice(use.n_unique, max_linearised, replace=False))
-        use = use.subset(keep)
-        summary["geometry_from"] += f" (random {max_linearised})"
-    use = linearise(model, use)
-    readout = readout_direction(weights)
-    arrays: dict[str, np.ndarray] = {
-        "states_pc": pca.project(states[torch.randperm(len(states), generator=g)[:4000]]),
-        "points_pc": pca.project(fp.points), "points_slow": slow,
-        "readout_pc": pca.components[:2] @ readout, "eigenvalues": use.eigenvalues,
-    }
-    if use.n_unique:
-        mod = np.median(np.abs(use.eigenvalues[:, :3]), axis=0)
-        summary.update({f"abs_lambda{i + 1}": float(m) for i, m in enumerate(mod)})
-        # tau_i = -1/ln(median |lambda_i|) (tokens; negative: a growing mode), so tau and |lambda| agree
-        with np.errstate(divide="ignore"):
-            summary.update({f"tau{i + 1}": float(-1.0 / np.log(m)) if m != 1 else float("inf") for i, m in enumerate(mod)})
-        summary["n_stable"] = int(use.stable.sum())
-        # modes slower than 100 tokens at each point (paper: one near 1, the next few ~100 tokens)
-        summary["n_slow_modes"] = float(np.median((np.abs(use.eigenvalues) > np.exp(-1 / 100)).sum(1)))
-    if use.n_unique >= 2:
-        line = fit_line(use.points, readout)
-        summary.update({"pc1_fraction": line.fraction_variance, "cos_line_readout": abs(cosine(line.direction, readout)),
-                        "line_length": line.length, "line_arc_length": line.arc_length})
-        summary["tangent_alignment"] = float(eigenvector_alignment(use, local_tangents(use.points, line.direction)).mean())
-        # the paper's quantitative test: r1 against the manifold's main direction, beside the mean
-        # abs(cos) of two random unit vectors in N dimensions, sqrt(2 / (pi N)) for large N
-        summary["r1_line_alignment"] = float(eigenvector_alignment(use, np.broadcast_to(line.direction, use.points.shape)).mean())
-        summary["r1_chance"] = float(np.sqrt(2 / (np.pi * use.state_size)))
-    if use.n_unique:
-        system = LinearisedSystem(model, use)
-        if hasattr(model, "input_vocabulary"):
-            names, vectors = model.input_vocabulary()
-            push = word_pushes(use, system.J_x, vectors.detach(), readout)
-            top, bottom = ranked_words(push, list(names), n=min(10, len(names) // 2))
-            summary.update({"top_positive": ", ".join(w for w, _ in top), "top_negative": ", ".join(w for w, _ in bottom)})
-            arrays["pushes"] = push
-        error_batches = _spread_batches(task, split, n_error_sequences, min(batch_size, 16))
-        errs = [one_step_error(model, use, x.to(system.points.dtype), lengths, system=system)
-                for x, lengths, _ in _sequences(model, error_batches, n_error_sequences)]
-        weights = np.array([e["n_transitions"] for e in errs], float)
-        summary["one_step_error"] = float(np.median(np.concatenate([e["state_errors"] for e in errs])))
-        summary["one_step_update_error"] = float(np.median(np.concatenate([e["update_errors"] for e in errs])))
-        summary["one_step_deviation_error"] = float(np.average([e["median_deviation_error"] for e in errs], weights=weights))
-        class_batches = _spread_batches(task, split, n_class_sequences, batch_size)
-        summary.update(linearised_classifier(model, use, _sequences(model, class_batches, n_class_sequences), system=system))
-    summary["time_s"] = time.perf_counter() - started
-    return AnalysisResult(summary=summary, arrays=arrays)
+    tensors = list(model.parameters()) if hasattr(model, "parameters") else []
+    trainable = [w.requires_grad for w in tensors]
+    for w in tensors:  # no graphs through the weights while finding points; restored on the way out
+        w.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            states = torch.cat([model.visited_states(b) for b in
+                                _spread_batches(task, split, n_state_sequences, batch_size)]).double()
+        pca = principal_components(states)
+        g = torch.Generator().manual_seed(seed)
+        seeds = states[torch.randperm(len(states), generator=g)[:n_seeds]]
+        fp = find_fixed_points(model, seeds.to(_dtype_of(model, torch.float32)), compute_jacobians=False, adam_iters=adam_iters,
+                               lm_iters=lm_iters, q_tol=q_tol, lm_damping=lm_damping, tol_unique=tol_unique)
+        slow = fp.q < q_fixed
+        summary: dict[str, Any] = {
+            "settings": json.dumps(settings), "convention": "q = (1/N)||F(h, 0) - h||^2",
+            "n_visited_states": len(states), "n_seeds": len(seeds),
+            "var_pc1": float(pca.explained_variance_ratio[0]), "var_pc2": float(pca.explained_variance_ratio[:2].sum()),
+            "var_pc3": float(pca.explained_variance_ratio[:3].sum()),
+            "n_unique": fp.n_unique, "n_slow_points": int(slow.sum()),
+            "seeds_unreachable": fp.status_counts()["unreachable"],
+            "state_scale": fp.params["state_scale"], "tol_unique_abs": fp.params["tol_unique_abs"],
+        }
+        if slow.any():  # the count that does not depend on a tolerance: connected sets of slow points
+            sets = fp.subset(slow).connected_sets()
+            summary.update({"n_slow_sets": sets.n_sets, "n_distinct_fixed": sets.n_distinct_fixed,
+                            "largest_slow_set": int(sets.sizes[0]), "largest_slow_set_extent": float(sets.extents[0]),
+                            "largest_slow_set_pc1": float(sets.pc1_fractions[0]), "link_abs": sets.link})
+        weights = model.readout_weights().detach().double().cpu().numpy()
+        summary["n_classes"] = max(2, len(weights))
+        if slow.sum() >= 3:  # the attractor's dimension (Aitken et al. 2020: N - 1 for N unordered classes)
+            summary.update(_slow_subspace(fp.points[slow], weights, summary["n_classes"] - 1))
+        use = fp.subset(slow) if slow.sum() >= 3 else fp
+        summary["geometry_from"] = f"points with q < {q_fixed:g}" if slow.sum() >= 3 else "all unique points (few have q < q_fixed)"
+        if use.n_unique > max_linearised:  # spectra cost O(N^3) per point: a random subset
+            keep = np.sort(np.random.default_rng(seed).choice(use.n_unique, max_linearised, replace=False))
+            use = use.subset(keep)
+            summary["geometry_from"] += f" (random {max_linearised})"
+        use = linearise(model, use)
+        readout = readout_direction(weights)
+        arrays: dict[str, np.ndarray] = {
+            "states_pc": pca.project(states[torch.randperm(len(states), generator=g)[:4000]]),
+            "points_pc": pca.project(fp.points), "points_slow": slow,
+            "readout_pc": pca.components[:2] @ readout, "eigenvalues": use.eigenvalues,
+        }
+        if use.n_unique:
+            mod = np.median(np.abs(use.eigenvalues[:, :3]), axis=0)
+            summary.update({f"abs_lambda{i + 1}": float(m) for i, m in enumerate(mod)})
+            # tau_i = -1/ln(median |lambda_i|) (tokens; negative: a growing mode), so tau and |lambda| agree
+            with np.errstate(divide="ignore"):
+                summary.update({f"tau{i + 1}": float(-1.0 / np.log(m)) if m != 1 else float("inf") for i, m in enumerate(mod)})
+            summary["n_stable"] = int(use.stable.sum())
+            # modes slower than 100 tokens at each point (paper: one near 1, the next few ~100 tokens)
+            summary["n_slow_modes"] = float(np.median((np.abs(use.eigenvalues) > np.exp(-1 / 100)).sum(1)))
+        if use.n_unique >= 2:
+            line = fit_line(use.points, readout)
+            summary.update({"pc1_fraction": line.fraction_variance, "cos_line_readout": abs(cosine(line.direction, readout)),
+                            "line_length": line.length, "line_arc_length": line.arc_length})
+            summary["tangent_alignment"] = float(eigenvector_alignment(use, local_tangents(use.points, line.direction)).mean())
+            # the paper's quantitative test: r1 against the manifold's main direction, beside the mean
+            # abs(cos) of two random unit vectors in N dimensions, sqrt(2 / (pi N)) for large N
+            summary["r1_line_alignment"] = float(eigenvector_alignment(use, np.broadcast_to(line.direction, use.points.shape)).mean())
+            summary["r1_chance"] = float(np.sqrt(2 / (np.pi * use.state_size)))
+        if use.n_unique:
+            system = LinearisedSystem(model, use)
+            if hasattr(model, "input_vocabulary"):
+                names, vectors = model.input_vocabulary()
+                push = word_pushes(use, system.J_x, vectors.detach(), readout)
+                top, bottom = ranked_words(push, list(names), n=min(10, len(names) // 2))
+                summary.update({"top_positive": ", ".join(w for w, _ in top), "top_negative": ", ".join(w for w, _ in bottom)})
+                arrays["pushes"] = push
+            error_batches = _spread_batches(task, split, n_error_sequences, min(batch_size, 16))
+            errs = [one_step_error(model, use, x.to(system.points.dtype), lengths, system=system)
+                    for x, lengths, _ in _sequences(model, error_batches, n_error_sequences)]
+            weights = np.array([e["n_transitions"] for e in errs], float)
+            summary["one_step_error"] = float(np.median(np.concatenate([e["state_errors"] for e in errs])))
+            summary["one_step_update_error"] = float(np.median(np.concatenate([e["update_errors"] for e in errs])))
+            summary["one_step_deviation_error"] = float(np.average([e["median_deviation_error"] for e in errs], weights=weights))
+            class_batches = _spread_batches(task, split, n_class_sequences, batch_size)
+            summary.update(linearised_classifier(model, use, _sequences(model, class_batches, n_class_sequences), system=system))
+        summary["time_s"] = time.perf_counter() - started
+        return AnalysisResult(summary=summary, arrays=arrays)
+    finally:
+        for w, flag in zip(tensors, trainable):
+            w.requires_grad_(flag)
 
 
 CARD_KEYS = ("n_slow_points", "pc1_fraction", "abs_lambda1", "tangent_alignment", "cos_line_readout", "one_step_error",
@@ -360,13 +366,7 @@ def card_metrics(model, task, **params) -> dict[str, Any]:
     """The line-attractor numbers a sentiment model's card carries (``metrics.line_attractor``):
     :func:`line_attractor` at its defaults (or ``params``), the keys of ``CARD_KEYS`` that it
     reports, and the settings that produced them (``settings``, with the analysis's version)."""
-    weights = list(model.parameters()) if hasattr(model, "parameters") else []
-    trainable = [w.requires_grad for w in weights]
-    try:  # the analysis freezes the weights; a model evaluated during training keeps its gradients
-        result = line_attractor(model, task, **params)
-    finally:
-        for w, flag in zip(weights, trainable):
-            w.requires_grad_(flag)
+    result = line_attractor(model, task, **params)
     out = {k: result.summary[k] for k in CARD_KEYS if k in result.summary}
     out["settings"] = {**json.loads(result.summary["settings"]), "analysis": "line-attractor", "version": VERSION}
     return out
