@@ -185,19 +185,38 @@ def test_bad_inputs(task):
         get_task("path-integraton")
 
 
-def test_shipped_entry_card():
+@pytest.mark.parametrize("name", ["path-integration/rnn-relu", "path-integration/rnn-tanh"])
+def test_shipped_entry_card(name):
     import zoo
 
-    entry = zoo.get_entry("path-integration/rnn-relu")
+    entry = zoo.get_entry(name)
     assert entry.recipe["lr"] == 1e-4 and entry.recipe["weight_decay"] == 1e-4 and entry.recipe["batch_size"] == 200
     if not entry.path.exists():
         pytest.skip("checkpoint not trained yet")
-    card = zoo.card("path-integration/rnn-relu")
-    for key in ("decoding_error_cm", "grid_fraction_0.3", "grid_fraction_0.8"):
-        assert key in card["metrics"]
-    model = zoo.load("path-integration/rnn-relu")
-    v, p0 = _batch(zoo.task("path-integration/rnn-relu"), b=4)[:2]
+    card = zoo.card(name)
+    for key in ("decoding_error_cm", "decoding_error_cm_se", "grid_fraction_0.3", "grid_fraction_0.8",
+                "dead_fraction", "median_grid_spacing_m", "spectrum_peak_rad_per_m"):
+        assert key in card["metrics"], key
+    assert card["metrics"]["decoding_positions"] >= 200_000 and card["metrics"]["ratemap_draws"] >= 2
+    assert len(card["probes"]["step"]) >= 10  # the emergence curve, every 1,000 steps
+    model = zoo.load(name)
+    assert model.activation == name.rsplit("-", 1)[1]
+    v, p0 = _batch(zoo.task(name), b=4)[:2]
     assert model(v, p0).shape == (4, 20, 512)
+
+
+def test_tanh_twin_has_the_relu_networks_size_start_and_recipe():
+    """Issue 13: the tanh network is the ReLU one with tanh units, trained the same way."""
+    import zoo
+
+    if not all(zoo.get_entry(n).path.exists() for n in ("path-integration/rnn-relu", "path-integration/rnn-tanh")):
+        pytest.skip("checkpoints not trained yet")
+    relu, tanh = zoo.card("path-integration/rnn-relu"), zoo.card("path-integration/rnn-tanh")
+    assert {k: v for k, v in relu["config"].items() if k != "activation"} == tanh["config"]
+    assert relu["config"]["activation"] == "relu"
+    for key in ("batch_size", "lr", "weight_decay", "optimizer", "steps"):
+        assert relu["training"][key] == tanh["training"][key], key
+    assert relu["data"] == tanh["data"] and relu["seed"] == tanh["seed"]
 
 
 def test_glorot_start_has_spectral_radius_near_one():
@@ -225,3 +244,38 @@ def test_training_logs_the_gridness_probe(tmp_path):
     card = load(next(tmp_path.glob("*/seed0/*.h5")))[2]
     assert card["probes"]["step"] == [0, 2] and len(card["probes"]["grid_fraction_0.3"]) == 2
     assert card["training"]["steps_per_s"] > 0
+
+
+# what the shipped ReLU network misses of issue 13's targets (measured; README's grid-cell section)
+KNOWN_GRID_SHORTFALLS = {"grid_fraction_0.3", "grid_fraction_0.8", "dead_fraction", "median_grid_spacing_m",
+                         "spectrum_peak_rad_per_m"}
+# the shipped tanh twin does not (yet) path-integrate under the ReLU network's recipe (README)
+KNOWN_TANH_PATH_INTEGRATES = False
+
+
+@pytest.mark.slow
+def test_shipped_grid_networks_on_fresh_ratemaps():
+    """The cards' grid metrics hold on fresh trajectories (a task seed used neither in training nor in
+    the cards), the ReLU network meets issue 13's targets except its documented shortfalls, and whether
+    the tanh twin path-integrates (within 2x or 5 cm of the ReLU network) is as documented."""
+    import zoo
+    from zoo.papers.grid_cells import TARGETS, target_verdicts
+
+    fresh = {}
+    for name in ("path-integration/rnn-relu", "path-integration/rnn-tanh"):
+        if not zoo.get_entry(name).path.exists():
+            pytest.skip(f"{name} not trained yet")
+        card = zoo.card(name)["metrics"]
+        fresh[name] = m = PathIntegration(seed=424242).evaluate(zoo.load(name), "test", max_batches=2)
+        assert abs(m["decoding_error_cm"] - card["decoding_error_cm"]) < 4 * math.hypot(
+            m["decoding_error_cm_se"], card["decoding_error_cm_se"]) + 0.2, name
+        for key in ("grid_fraction_0.3", "grid_fraction_0.8", "dead_fraction"):
+            assert m[key] == pytest.approx(card[key], abs=0.03), (name, key, m[key], card[key])
+    relu = fresh["path-integration/rnn-relu"]
+    # (the tanh maps are not periodic, so their spectrum's peak is noise: 24 and 40 rad/m on two draws)
+    peak = zoo.card("path-integration/rnn-relu")["metrics"]["spectrum_peak_rad_per_m"]
+    assert relu["spectrum_peak_rad_per_m"] == pytest.approx(peak, abs=2 * math.pi / 2.2)
+    missed = {k for k, v in target_verdicts(relu).items() if v != "match"}
+    assert missed == KNOWN_GRID_SHORTFALLS, f"misses {sorted(missed)} of {sorted(TARGETS)}"
+    relu_cm, tanh_cm = relu["decoding_error_cm"], fresh["path-integration/rnn-tanh"]["decoding_error_cm"]
+    assert (tanh_cm <= max(2 * relu_cm, relu_cm + 5.0)) == KNOWN_TANH_PATH_INTEGRATES, (relu_cm, tanh_cm)

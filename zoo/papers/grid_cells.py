@@ -1,18 +1,21 @@
 """Report section "grid-cells": Sorscher, Mel, Ganguli & Ocko (NeurIPS 2019), grid cells from path
 integration through the lens of pattern formation.
 
-From the shipped ``path-integration/rnn-relu`` network (ratemaps of every hidden unit from fresh
-trajectories) and from the theory code in :mod:`zoo.analysis.pattern_formation`, beside PAPERS.md:
+From the shipped ``path-integration/rnn-relu`` network and its tanh twin ``path-integration/rnn-tanh``
+(ratemaps of every hidden unit from fresh trajectories; the cards' metrics) and from the theory code
+in :mod:`zoo.analysis.pattern_formation`, beside PAPERS.md and issue 13's targets:
 
 * the ring radius k* of the DoG place-cell spectrum, analytic (9.81 rad/m) and from the task's
   512 place cells on a torus; the predicted grid spacing 4 pi / (sqrt 3 k*) = 0.739 m;
-* the network's decoding error (cm, top-3 place cells), its fraction of units with
-  score_60 > 0.3 and > 0.8, the spacing of its grid units, and the peak of its maps' spectrum;
 * pattern formation: median score_60 of ReLU maps (paper's check: ~0.76, 94% > 0.3) and tanh
-  maps (~0.10); the spacings of a Sanger-orthogonalised hierarchy of maps.
+  maps (~0.10); the spacings of a Sanger-orthogonalised hierarchy of maps;
+* each network's decoding error (cm, top-3 place cells, with its standard error), fractions of
+  units with score_60 > 0.3 and > 0.8, dead units, the median spacing of its grid units and the
+  peak of its maps' spectrum, each target beside its value with a verdict.
 
-Figures: ratemaps of the best units, their autocorrelograms, the gridness histogram, the
-place-cell spectrum with its ring, the learned maps' spectrum, pattern-formation maps.
+Figures: ratemaps and autocorrelograms of the best and of typical units of both networks, their
+gridness histograms, their spectra against the DoG ring, the emergence curves logged during
+training, the place-cell spectrum with its ring, pattern-formation maps.
 """
 
 from __future__ import annotations
@@ -22,36 +25,51 @@ from typing import Any
 
 import numpy as np
 
-from ..report import Row, Section, analysis_results, at_least, register_section, verdict
+from ..report import Row, Section, analysis_results, at_least, at_most, register_section, verdict
 
 NAME = "path-integration/rnn-relu"
+TANH = "path-integration/rnn-tanh"
+NETWORKS = (NAME, TANH)
 _FULL = {"pf_n": 55, "pf_maps": 32, "pf_steps": 1000, "cov_n": 55}
 _QUICK = {"pf_n": 40, "pf_maps": 8, "pf_steps": 300, "cov_n": 40}
 
 
-def _network(quick: bool) -> dict[str, Any]:
-    """The shipped network's ratemaps, gridness, spacing and spectrum: the ``gridness`` and
+def _network(name: str, quick: bool) -> dict[str, Any]:
+    """A shipped network's ratemaps, gridness, spacing and spectrum: the ``gridness`` and
     ``spectrum`` analyses' results, read through the bench's runner and cache."""
     import zoo
     from zoo.tasks.path_integration import silent_units
 
-    grid = analysis_results("gridness", NAME, quick)
-    spectrum = analysis_results("spectrum", NAME, quick)
-    if NAME not in grid or NAME not in spectrum:
+    grid = analysis_results("gridness", name, quick)
+    spectrum = analysis_results("spectrum", name, quick)
+    if name not in grid or name not in spectrum:
         from zoo.registry import missing_weights_message
 
-        raise FileNotFoundError(missing_weights_message(NAME))
-    g, sp = grid[NAME].arrays, spectrum[NAME]
-    maps = g["maps"]
+        raise FileNotFoundError(missing_weights_message(name))
+    g, sp = grid[name].arrays, spectrum[name]
     k = sp.arrays["k"]
-    return {"card": zoo.card(NAME), "maps": maps, "extent": tuple(g["extent"]),
-            "active": ~silent_units(maps),
-            "scores": {"score_60": g["score_60"], "sac": g["sac"]}, "spacing": g["spacing"],
+    return {"card": zoo.card(name), "maps": g["maps"], "extent": tuple(g["extent"]),
+            "active": ~silent_units(g["maps"]), "score_60": g["score_60"], "sac": g["sac"], "spacing": g["spacing"],
             "k": k, "profile": sp.arrays["mean_profile"], "ring": float(sp.summary["ring_radius_rad_per_m"]),
             "dk": float(k[1] - k[0])}
 
 
-def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
+def _unit_panels(net: dict, units: np.ndarray, title: str):
+    """Ratemaps (top row) and autocorrelograms (bottom row) of ``units``, titled with score_60."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(units), figsize=(1.75 * len(units), 3.8))
+    for c, u in enumerate(units):
+        axes[0, c].imshow(net["maps"][u], origin="lower", cmap="jet")
+        axes[0, c].set_title(f"unit {u}: {net['score_60'][u]:.2f}", fontsize=7)
+        axes[1, c].imshow(net["sac"][u], origin="lower", cmap="viridis")
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,45 +84,59 @@ def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
         plt.close(fig)
         paths.append(path)
 
-    if net is not None:
-        s60 = net["scores"]["score_60"]
-        best = np.argsort(-s60)[:16]
-        for kind in ("ratemaps", "autocorrelograms"):
-            fig, axes = plt.subplots(2, 8, figsize=(14, 4))
-            for ax, u in zip(axes.ravel(), best):
-                img = net["maps"][u] if kind == "ratemaps" else net["scores"]["sac"][u]
-                ax.imshow(img, origin="lower", cmap="jet" if kind == "ratemaps" else "viridis")
-                ax.set_title(f"unit {u}: {s60[u]:.2f}", fontsize=8)
-                ax.axis("off")
-            fig.suptitle(f"{NAME}: {kind} of the 16 units with the highest score_60")
-            save(fig, f"grid_best_{kind}.png")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.hist(s60[net["active"]], bins=40, color="0.4")
-        for t, c in ((0.3, "tab:orange"), (0.8, "tab:red")):
-            ax.axvline(t, color=c, ls="--", label=f"{t}: {(s60 > t).mean():.1%} of units")
-        ax.set_xlabel("score_60")
-        ax.set_ylabel("units")
-        ax.legend(fontsize=8)
-        ax.set_title("Gridness of the trained network's units")
-        save(fig, "grid_score_histogram.png")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(net["k"], net["profile"], "o-", label="learned ratemaps (mean)")
-        ax.axvline(theory["k_star"], color="tab:red", ls="--", label=f"k* = {theory['k_star']:.2f} rad/m")
-        ax.set_xlabel("|k| (rad/m)")
-        ax.set_ylabel("radially averaged power")
-        ax.legend(fontsize=8)
-        ax.set_title("Spectrum of the learned maps")
-        save(fig, "grid_learned_spectrum.png")
-        probes = net["card"].get("probes")
-        if probes and len(probes.get("step", [])) > 1:  # the emergence curve logged during training
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for key, label in (("grid_fraction_0.3", "score_60 > 0.3"), ("grid_fraction_0.8", "score_60 > 0.8"),
-                               ("dead_fraction", "dead units")):
-                if key in probes:
-                    ax.plot(probes["step"], probes[key], marker=".", label=label)
-            ax.set(xlabel="training step", ylabel="fraction of units", title=f"{NAME}: emergence during training")
-            ax.legend(fontsize=8)
-            save(fig, "grid_emergence.png")
+    for name, net in nets.items():
+        tag = name.split("/")[1]
+        s60, alive = net["score_60"], np.flatnonzero(net["active"])
+        save(_unit_panels(net, np.argsort(-s60)[:8], f"{name}: the 8 units with the highest score_60"),
+             f"grid_{tag}_best_units.png")
+        # typical units: the active units at 8 evenly spaced quantiles of score_60
+        order = alive[np.argsort(s60[alive])]
+        typical = order[np.linspace(0, len(order) - 1, 8).round().astype(int)] if len(order) else order
+        save(_unit_panels(net, typical, f"{name}: typical units (active units at evenly spaced score_60 quantiles)"),
+             f"grid_{tag}_typical_units.png")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    bins = np.linspace(-1.5, 2.0, 50)
+    for name, net in nets.items():
+        s60 = net["score_60"][net["active"]]
+        ax.hist(s60, bins=bins, histtype="step", lw=1.5,
+                label=f"{name.split('/')[1]}: {(net['score_60'] > 0.3).mean():.0%} > 0.3, "
+                      f"{(net['score_60'] > 0.8).mean():.0%} > 0.8")
+    for t in (0.3, 0.8):
+        ax.axvline(t, color="0.5", ls="--", lw=0.8)
+    ax.set(xlabel="score_60 (active units)", ylabel="units", title="Gridness of the trained networks' units")
+    ax.legend(fontsize=8)
+    save(fig, "grid_score_histogram.png")
+
+    from zoo.analysis.pattern_formation import dog_spectrum
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, net in nets.items():
+        ax.plot(net["k"], net["profile"] / np.nanmax(net["profile"]), "o-", ms=3, label=f"{name.split('/')[1]} maps")
+    kk = np.linspace(0, max(net["k"].max() for net in nets.values()), 400)
+    ax.plot(kk, dog_spectrum(kk) / dog_spectrum(kk).max(), "k-", lw=1, label="DoG place cells |p~(k)|^2")
+    ax.axvline(theory["k_star"], color="tab:red", ls="--", label=f"k* = {theory['k_star']:.2f} rad/m")
+    ax.set(xlabel="|k| (rad/m)", ylabel="radially averaged power (max 1)", title="Learned maps' spectrum and the DoG ring")
+    ax.legend(fontsize=7)
+    save(fig, "grid_learned_spectrum.png")
+
+    curves = {name: net["card"].get("probes") for name, net in nets.items()}
+    if any(c and len(c.get("step", [])) > 1 for c in curves.values()):  # emergence curves logged during training
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+        for name, c in curves.items():
+            if not c or len(c.get("step", [])) < 2:
+                continue
+            tag = name.split("/")[1]
+            for key, ls in (("grid_fraction_0.3", "-"), ("grid_fraction_0.8", ":"), ("dead_fraction", "--")):
+                if key in c:
+                    axes[0].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
+            if "median_score_60" in c:
+                axes[1].plot(c["step"], c["median_score_60"], marker=".", label=f"{tag}: median score_60")
+        axes[0].set(xlabel="training step", ylabel="fraction of units", title="Emergence during training")
+        axes[1].set(xlabel="training step", ylabel="score_60", title="Median gridness during training")
+        for ax in axes:
+            ax.legend(fontsize=7)
+        save(fig, "grid_emergence.png")
 
     spec = theory["spectrum"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -146,8 +178,64 @@ def _figures(out: Path, net: dict | None, theory: dict, pf: dict) -> list[Path]:
     return paths
 
 
+# Issue 13's targets for the shipped ReLU network, on fresh ratemaps (the card's metrics):
+# (kind, value, tolerance, what). One lattice shell of the 20-bin maps of the 2.2 m box is 2 pi / 2.2 rad/m.
+TARGETS: dict[str, tuple[str, float, float, str]] = {
+    "grid_fraction_0.3": (">=", 0.3, 0.1, "fraction of units with score_60 > 0.3"),
+    "grid_fraction_0.8": (">=", 0.05, 0.02, "fraction of units with score_60 > 0.8"),
+    "dead_fraction": ("<=", 0.05, 0.05, "fraction of dead units (constant over the box)"),
+    "median_grid_spacing_m": ("~", 0.739, 0.1 * 0.739, "median spacing of grid units (score_60 > 0.3) (m)"),
+    "spectrum_peak_rad_per_m": ("~", 9.81, 2 * np.pi / 2.2, "peak of the learned maps' spectrum (rad/m)"),
+}
+
+
+def target_verdicts(metrics: dict[str, Any]) -> dict[str, str]:
+    """``{metric: "match" | "near" | "differs"}`` of a card's metrics against :data:`TARGETS`."""
+    out = {}
+    for key, (kind, value, tol, _) in TARGETS.items():
+        ours = float(metrics.get(key, float("nan")))
+        out[key] = (at_least(ours, value, tol) if kind == ">=" else at_most(ours, value, tol) if kind == "<="
+                    else verdict(ours, value, tol))
+    return out
+
+
+def _network_rows(nets: dict[str, dict]) -> list[Row]:
+    """Issue 13's targets for the ReLU network beside its card's values (fresh ratemaps, averaged
+    over the card's draws), with the tanh network's values beside them (paper: no grids)."""
+    relu, tanh = nets[NAME], nets.get(TANH)
+    m = relu["card"].get("metrics", {})
+    t = tanh["card"].get("metrics", {}) if tanh else {}
+
+    def size(net):
+        cfg, train = net["card"].get("config", {}), net["card"].get("training", {})
+        return f"{cfg.get('hidden_size')} units, {train.get('steps')} steps"
+
+    nan = float("nan")
+    rows = [Row("ReLU network: decoding error (cm, top-3 place cells)",
+                f"{m.get('decoding_error_cm', nan):.2f} +- {m.get('decoding_error_cm_se', nan):.2f}",
+                "not stated in PAPERS.md",
+                f"{size(relu)}; {m.get('decoding_positions')} fresh positions, +- s.e. over batches; "
+                f"tanh: {t.get('decoding_error_cm', nan):.2f} +- {t.get('decoding_error_cm_se', nan):.2f}")]
+    verdicts = target_verdicts(m)
+    for key, (kind, value, tol, what) in TARGETS.items():
+        target = f"{kind} {value:g}" if kind != "~" else f"{value:g} +- {tol:.3g}"
+        rows.append(Row(f"ReLU network: {what}", round(float(m.get(key, nan)), 3), f"{target} (issue 13)",
+                        f"card metrics, mean of {m.get('ratemap_draws', 1)} fresh ratemap draws; "
+                        f"tanh: {float(t.get(key, nan)):.3f}", verdicts[key]))
+    if tanh is not None:  # the paper's claim: tanh units path-integrate but form no grids
+        relu_grids, tanh_grids = float(m.get("grid_fraction_0.3", nan)), float(t.get("grid_fraction_0.3", nan))
+        relu_cm, tanh_cm = float(m.get("decoding_error_cm", nan)), float(t.get("decoding_error_cm", nan))
+        integrates = tanh_cm <= max(2 * relu_cm, relu_cm + 5.0)
+        rows.append(Row("tanh network: decoding error (cm); fraction of units with score_60 > 0.3",
+                        f"{tanh_cm:.1f}; {tanh_grids:.3f}", "path-integrates; no grids",
+                        f"{size(tanh)}, the ReLU network's recipe; ReLU: {relu_cm:.1f}; {relu_grids:.3f}. "
+                        "Match needs a decoding error within 2x (or 5 cm) of the ReLU network's and fewer grid units",
+                        "match" if integrates and tanh_grids < relu_grids else "differs"))
+    return rows
+
+
 @register_section("grid-cells", title="Grid cells from path integration (Sorscher et al. 2019)",
-                  needs=[("gridness", NAME), ("spectrum", NAME)])
+                  needs=[(analysis, name) for name in NETWORKS for analysis in ("gridness", "spectrum")])
 def grid_cells(out_dir: Path, quick: bool) -> Section:
     from zoo.analysis.pattern_formation import covariance_spectrum, grid_spacing, optimal_k, pattern_formation
     from zoo.analysis.spatial_spectra import ring_radius
@@ -160,7 +248,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
     k_emp = float(ring_radius(spec["k"], spec["profile"]))
     theory = {"k_star": k_star, "spectrum": spec}
     pf = pattern_formation(cells, n=settings["pf_n"], n_maps=settings["pf_maps"], steps=settings["pf_steps"])
-    net = _network(quick)
+    nets = {name: _network(name, quick) for name in NETWORKS}
 
     dk = spec["k"][1] - spec["k"][0]
     rows = [
@@ -180,35 +268,8 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
         Row("Sanger hierarchy: spacings in learning order (m)",
             ", ".join("-" if not np.isfinite(s) else f"{s:.2f}" for s in pf["sanger_spacing"]),
             "increasing spacing", "several maps orthogonalised in learning order"),
-    ]
-    m = net["card"].get("metrics", {})
-    s60 = net["scores"]["score_60"]
-    grid_spacings = net["spacing"][(s60 > 0.3) & np.isfinite(net["spacing"])]
-    cfg = net["card"].get("config", {})
-    spacing = float(np.median(grid_spacings)) if len(grid_spacings) else None
-    train = net["card"].get("training", {})
-    rows += [
-        Row("network: decoding error (cm, top-3 place cells)", f"{m.get('decoding_error_cm', float('nan')):.2f}"
-            + (f" +- {m['decoding_error_cm_se']:.2f}" if "decoding_error_cm_se" in m else ""),
-            "not stated in PAPERS.md", f"{cfg.get('hidden_size')} units, {train.get('steps')} steps, "
-            f"{m.get('decoding_positions', 'a few thousand')} fresh positions; card metrics"),
-        Row("network: fraction of dead units (constant over the box)", f"{float((~net['active']).mean()):.3f}",
-            "", f"card (two draws): {m.get('dead_fraction', float('nan')):.3f}; issue 13's target < 0.05",
-            "match" if (~net["active"]).mean() < 0.05 else "differs"),
-        Row("network: fraction of units with score_60 > 0.3", round(float((s60 > 0.3).mean()), 3), "report honestly",
-            f"card: {m.get('grid_fraction_0.3', float('nan')):.3f}; issue 13's target >= 0.3",
-            at_least(float((s60 > 0.3).mean()), 0.3, 0.1)),
-        Row("network: fraction of units with score_60 > 0.8", round(float((s60 > 0.8).mean()), 3), "report honestly",
-            f"card: {m.get('grid_fraction_0.8', float('nan')):.3f}; issue 13's target >= 0.05",
-            at_least(float((s60 > 0.8).mean()), 0.05, 0.02)),
-        Row("network: median spacing of grid units (score_60 > 0.3) (m)",
-            round(spacing, 3) if spacing is not None else "no grid units", 0.739,
-            f"{len(grid_spacings)} units; bin {net['extent'][1] * 2 / net['maps'].shape[-1]:.2f} m; tolerance 10%",
-            verdict(spacing, 0.739, 0.1, relative=True)),
-        Row("network: peak of the learned maps' spectrum (rad/m)", round(net["ring"], 2), round(k_star, 2),
-            f"lattice spacing {net['dk']:.2f} rad/m ({net['maps'].shape[-1]} bins); tolerance one shell",
-            verdict(net["ring"], k_star, net["dk"])),
-    ]
-    text = "Network rows are views of the `gridness` and `spectrum` analyses (`zoo bench gridness spectrum`)."
-    figures = _figures(out_dir / "grid-cells", net, theory, pf)
+    ] + _network_rows(nets)
+    text = ("Network rows give the cards' metrics (fresh ratemaps, `zoo eval`); the figures are views of the "
+            "`gridness` and `spectrum` analyses (`zoo bench gridness spectrum`).")
+    figures = _figures(out_dir / "grid-cells", nets, theory, pf)
     return Section(title="Grid cells from path integration (Sorscher et al. 2019)", figures=figures, rows=rows, text=text)
