@@ -181,16 +181,16 @@ def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activatio
              seed: int = 0, init: str = "pytorch") -> GridRNN:
     """ReLU RNN of the grid-cell paper (no bias, encoder of the initial place-cell code, decoder).
 
-    ``init="pytorch"`` is the authors' start (PyTorch's default uniform weights); ``"glorot"`` gives
-    ``W_hh`` spectral radius ~1 (the shipped network's start); ``"identity"`` starts ``W_hh`` at the
+    ``init="pytorch"`` is the authors' start (PyTorch's default uniform weights, the shipped
+    network's); ``"glorot"`` gives ``W_hh`` spectral radius ~1; ``"identity"`` starts ``W_hh`` at the
     identity."""
     return GridRNN(hidden_size, n_place_cells or 512, activation, seed, init)
 
 
 @register(
     "path-integration/rnn-tanh", task="path-integration", weights="file", paper="sorscher2019", recipe=_RECIPE,
-    description="tanh twin of path-integration/rnn-relu (same task, size, start and recipe): it path-integrates, "
-                "but without ReLU's non-negativity the theory predicts no hexagonal grids.",
+    description="tanh twin of path-integration/rnn-relu (same task, size, start and recipe): the paper's control; "
+                "without ReLU's non-negativity the theory predicts no hexagonal grids.",
     notes="Trained with exactly the shipped ReLU network's command but tanh units (512 units, the authors' start, "
           "Adam lr 1e-3, 24k steps). It does not path-integrate yet: at this learning rate its loss spiked at step "
           "~950 (to 10.0; on a second data stream at step ~830), after Adam's normalised weight-decay steps had shrunk "
