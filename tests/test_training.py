@@ -147,6 +147,33 @@ def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_adam_beta2_reaches_the_optimizer_and_the_remake_command(tmp_path):
+    """``adam_beta2``: Adam's betas become (0.9, beta2); the card's command gives it; bad values fail early."""
+    name = register_toy_entry()
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["betas"])
+            return super().step(closure)
+
+    from zoo import training
+
+    original = training._OPTIMIZERS["adam"]
+    training._OPTIMIZERS["adam"] = Spy
+    try:
+        path = train(name, max_steps=3, adam_beta2=0.99, runs_root=tmp_path, progress_bar=False)
+    finally:
+        training._OPTIMIZERS["adam"] = original
+    assert seen == [(0.9, 0.99)] * 3
+    card = ckpt.load(path)[2]
+    assert "--adam-beta2 0.99" in card["command"] and card["training"]["adam_beta2"] == 0.99
+    for bad in (0.0, 1.0, 1.5, -0.1, True, "0.99"):
+        with pytest.raises(ValueError, match="adam-beta2 must lie in"):
+            train(name, max_steps=1, adam_beta2=bad, runs_root=tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_task_options_reach_the_task_and_the_card(tmp_path):
     """``--task-set`` configures the task (here: flip-flop's epoch length), is validated before
     training, and is part of the card's remake command."""

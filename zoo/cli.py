@@ -146,7 +146,7 @@ def cmd_train(args) -> int:
     path = train(args.name, seed=args.seed, overrides=_pairs(args.set, "--set"),
                  task_options=_pairs(args.task_set, "--task-set"), max_steps=args.max_steps,
                  max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                 probe_every=args.probe_every, lr_decay=_lr_decay(args.lr_decay),
+                 probe_every=args.probe_every, lr_decay=_lr_decay(args.lr_decay), adam_beta2=args.adam_beta2,
                  resume=args.resume,
                  runs_root=args.runs, trainer_kwargs=trainer_kwargs, progress_bar=not args.no_progress)
     if path is None:  # a DDP rank other than 0: rank 0 reports
@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float)
     p.add_argument("--lr-decay", nargs=2, metavar=("RATE", "STEPS"),
                    help="decay the learning rate smoothly to RATE x every STEPS steps (renn's sentiment recipe: 0.2 1000)")
+    p.add_argument("--adam-beta2", type=_positive_float, metavar="BETA2",
+                   help="Adam's second-moment decay (default torch's 0.999; 0.99 adapts faster to a growing gradient)")
     p.add_argument("--weight-decay", type=float, metavar="L2", help="Adam's L2 penalty (the model may restrict it "
                    "to some weights, e.g. the grid RNN's to W_hh)")
     p.add_argument("--resume", action="store_true", help="continue from RUNS/<entry>/seed<k>/checkpoints/last.ckpt")

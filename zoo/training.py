@@ -57,6 +57,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "keep_best": False,  # export the weights of the lowest validation loss, not the last ones
     "early_stop_patience": None,  # with keep_best: stop after this many validations without improvement
     "lr_decay": None,  # [rate, steps]: lr * rate ** (step / steps), smooth exponential decay per step
+    "adam_beta2": None,  # Adam's second-moment decay (None: torch's 0.999); smaller adapts faster to a growing gradient
 }
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -114,7 +115,10 @@ class ZooModule(L.LightningModule):
             groups = self.model.optimizer_param_groups(wd)
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "weight_decay": wd}]
-        optimizer = _OPTIMIZERS[name](groups, lr=self.recipe["lr"])
+        beta2 = self.recipe["adam_beta2"]
+        if beta2 is not None and name not in ("adam", "adamw"):
+            raise ValueError(f"adam_beta2 applies to adam and adamw, not {name!r}")
+        optimizer = _OPTIMIZERS[name](groups, lr=self.recipe["lr"], **({} if beta2 is None else {"betas": (0.9, beta2)}))
         if self.recipe["lr_decay"] is None:
             return optimizer
         rate, steps = self.recipe["lr_decay"]
@@ -325,6 +329,9 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
                                   and isinstance(decay[0], (int, float)) and 0 < decay[0] <= 1
                                   and isinstance(decay[1], int) and decay[1] > 0):
         raise ValueError(f"{name}: lr_decay must be [rate in (0, 1], steps > 0], got {decay!r}")
+    beta2 = recipe["adam_beta2"]
+    if beta2 is not None and (isinstance(beta2, bool) or not isinstance(beta2, (int, float)) or not 0 < beta2 < 1):
+        raise ValueError(f"{name}: adam-beta2 must lie in (0, 1), got {beta2!r}")
     if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
         raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
 
@@ -354,6 +361,7 @@ def train(
     weight_decay: float | None = None,
     probe_every: int | None = None,
     lr_decay: list | None = None,
+    adam_beta2: float | None = None,
     resume: bool = False,
     runs_root: Path | str = "runs",
     trainer_kwargs: dict[str, Any] | None = None,
@@ -362,7 +370,7 @@ def train(
     """Train entry ``name`` into ``runs_root/<entry>/seed<k>/``; return the finished HDF5 checkpoint.
 
     ``overrides`` are builder keywords (``--set key=value``); ``task_options`` are the task's own
-    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``weight_decay``, ``lr_decay`` and
+    (``--task-set key=value``: a recording to read, a fraction of the data); ``max_steps`` .. ``weight_decay``, ``lr_decay``, ``adam_beta2`` and
     ``probe_every`` (steps between the task's ``probe`` metrics, e.g. gridness) override the entry's
     recipe; ``trainer_kwargs`` go to ``lightning.Trainer`` (devices, num_nodes, strategy,
     precision, accelerator). With ``resume`` the run continues from its ``last.ckpt``. The HDF5
@@ -377,7 +385,8 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     given = {"max_steps": max_steps, "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr,
-             "weight_decay": weight_decay, "probe_every_n_steps": probe_every, "lr_decay": lr_decay}
+             "weight_decay": weight_decay, "probe_every_n_steps": probe_every, "lr_decay": lr_decay,
+             "adam_beta2": adam_beta2}
     recipe = {**RECIPE_DEFAULTS, **entry.recipe, **{k: v for k, v in given.items() if v is not None}, "seed": seed}
     _check_recipe(name, recipe)
     validate_overrides(entry, overrides)
@@ -449,6 +458,8 @@ def train(
         recipe_args["weight_decay"] = weight_decay
     if lr_decay is not None:
         recipe_args["lr_decay"] = lr_decay
+    if adam_beta2 is not None:
+        recipe_args["adam_beta2"] = adam_beta2
     card = {
         "name": name,
         "task": entry.task,
