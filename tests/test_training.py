@@ -121,24 +121,29 @@ def test_bad_training_requests_fail_before_training(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
-def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
-    """``lr_decay [rate, steps]``: lr * rate ** (step / steps) at every step (renn's sentiment schedule)."""
-    name = register_toy_entry()
+def _train_recording(group_key, name, **train_kw):
+    """Train ``name`` with an Adam that records ``param_groups[0][group_key]`` at every step."""
+    from zoo import training
+
     seen = []
 
     class Spy(torch.optim.Adam):
         def step(self, closure=None):
-            seen.append(self.param_groups[0]["lr"])
+            seen.append(self.param_groups[0][group_key])
             return super().step(closure)
-
-    from zoo import training
 
     original = training._OPTIMIZERS["adam"]
     training._OPTIMIZERS["adam"] = Spy
     try:
-        path = train(name, max_steps=12, lr=0.05, lr_decay=[0.5, 4], runs_root=tmp_path, progress_bar=False)
+        return train(name, progress_bar=False, **train_kw), seen
     finally:
         training._OPTIMIZERS["adam"] = original
+
+
+def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
+    """``lr_decay [rate, steps]``: lr * rate ** (step / steps) at every step (renn's sentiment schedule)."""
+    name = register_toy_entry()
+    path, seen = _train_recording("lr", name, max_steps=12, lr=0.05, lr_decay=[0.5, 4], runs_root=tmp_path)
     assert seen == pytest.approx([0.05 * 0.5 ** (k / 4) for k in range(12)], rel=1e-12)
     assert "--lr-decay 0.5 4" in ckpt.load(path)[2]["command"]
     for bad in ([0.0, 4], [1.5, 4], [0.5, 0], [0.5], 0.5, [True, 4], [0.5, True], ["0.5", 4], [0.5, 4.0]):
@@ -150,21 +155,7 @@ def test_lr_decay_follows_its_schedule_and_is_in_the_remake_command(tmp_path):
 def test_adam_beta2_reaches_the_optimizer_and_the_remake_command(tmp_path):
     """``adam_beta2``: Adam's betas become (0.9, beta2); the card's command gives it; bad values fail early."""
     name = register_toy_entry()
-    seen = []
-
-    class Spy(torch.optim.Adam):
-        def step(self, closure=None):
-            seen.append(self.param_groups[0]["betas"])
-            return super().step(closure)
-
-    from zoo import training
-
-    original = training._OPTIMIZERS["adam"]
-    training._OPTIMIZERS["adam"] = Spy
-    try:
-        path = train(name, max_steps=3, adam_beta2=0.99, runs_root=tmp_path, progress_bar=False)
-    finally:
-        training._OPTIMIZERS["adam"] = original
+    path, seen = _train_recording("betas", name, max_steps=3, adam_beta2=0.99, runs_root=tmp_path)
     assert seen == [(0.9, 0.99)] * 3
     card = ckpt.load(path)[2]
     assert "--adam-beta2 0.99" in card["command"] and card["training"]["adam_beta2"] == 0.99
