@@ -116,8 +116,6 @@ class ZooModule(L.LightningModule):
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "weight_decay": wd}]
         beta2 = self.recipe["adam_beta2"]
-        if beta2 is not None and name not in ("adam", "adamw"):
-            raise ValueError(f"adam_beta2 applies to adam and adamw, not {name!r}")
         optimizer = _OPTIMIZERS[name](groups, lr=self.recipe["lr"], **({} if beta2 is None else {"betas": (0.9, beta2)}))
         if self.recipe["lr_decay"] is None:
             return optimizer
@@ -332,6 +330,8 @@ def _check_recipe(name: str, recipe: dict[str, Any]) -> None:
     beta2 = recipe["adam_beta2"]
     if beta2 is not None and (isinstance(beta2, bool) or not isinstance(beta2, (int, float)) or not 0 < beta2 < 1):
         raise ValueError(f"{name}: adam-beta2 must lie in (0, 1), got {beta2!r}")
+    if beta2 is not None and recipe["optimizer"] not in ("adam", "adamw"):
+        raise ValueError(f"{name}: adam-beta2 applies to adam and adamw, not {recipe['optimizer']!r}")
     if recipe["max_steps"] in (None, -1) and recipe["max_epochs"] is None:
         raise ValueError(f"{name}: give --max-steps or --max-epochs (the entry's recipe sets neither)")
 
