@@ -17,6 +17,7 @@ unit from fresh trajectories, binned by :func:`zoo.analysis.gridness.ratemaps`).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -163,10 +164,11 @@ _PAPER_RECIPE = "`zoo train path-integration/rnn-relu --set hidden_size=4096 --m
 # command that remade them on CPU (smaller, faster learning rate, fewer steps)
 _RECIPE = {"batch_size": 200, "lr": 1e-4, "optimizer": "adam", "weight_decay": 1e-4, "max_steps": 5000,
            "limit_val_batches": 2, "eval_batch_size": 200, "storage_dtype": "float16", "probe_every_n_steps": 1000}
+_register_grid_entry = partial(register, task="path-integration", weights="file", paper="sorscher2019", recipe=_RECIPE)
 
 
-@register(
-    "path-integration/rnn-relu", task="path-integration", weights="file", paper="sorscher2019", recipe=_RECIPE,
+@_register_grid_entry(
+    "path-integration/rnn-relu",
     description="ReLU RNN path integrator (Sorscher et al. 2019): velocity in, DoG place-cell code out; "
                 "grid-like units emerge in the hidden layer.",
     notes="Shipped network is smaller and shorter-trained than the paper's, to fit one CPU core: 512 units (paper "
@@ -187,8 +189,8 @@ def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activatio
     return GridRNN(hidden_size, n_place_cells or 512, activation, seed, init)
 
 
-@register(
-    "path-integration/rnn-tanh", task="path-integration", weights="file", paper="sorscher2019", recipe=_RECIPE,
+@_register_grid_entry(
+    "path-integration/rnn-tanh",
     description="tanh twin of path-integration/rnn-relu (same task, size, start and recipe): the paper's control; "
                 "without ReLU's non-negativity the theory predicts no hexagonal grids.",
     notes="Trained with exactly the shipped ReLU network's command but tanh units (512 units, the authors' start, "
