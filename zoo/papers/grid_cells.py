@@ -48,7 +48,8 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
         raise FileNotFoundError(missing_weights_message(name))
     g, sp = grid[name].arrays, spectrum[name].arrays
     return {"card": zoo.card(name), "maps": g["maps"], "active": ~silent_units(g["maps"]), "score_60": g["score_60"],
-            "sac": g["sac"], "k": sp["k"], "profile": sp["mean_profile"]}
+            "sac": g["sac"], "null": g["null_score_60"], "null_p95": grid[name].summary.get("null_score_60_p95"),
+            "k": sp["k"], "profile": sp["mean_profile"]}
 
 
 def _unit_panels(net: dict, units: np.ndarray, title: str):
@@ -92,17 +93,19 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
         save(_unit_panels(net, typical, f"{name}: typical units (active units at evenly spaced score_60 quantiles)"),
              f"grid_{tag}_typical_units.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     bins = np.linspace(-1.5, 2.0, 50)
-    for name, net in nets.items():
-        s60 = net["score_60"][net["active"]]
-        ax.hist(s60, bins=bins, histtype="step", lw=1.5,
-                label=f"{name.split('/')[1]}: {(net['score_60'] > 0.3).mean():.0%} > 0.3, "
-                      f"{(net['score_60'] > 0.8).mean():.0%} > 0.8")
+    for (name, net), colour in zip(nets.items(), ("tab:blue", "tab:orange")):
+        s60, tag = net["score_60"][net["active"]], name.split("/")[1]
+        ax.hist(s60, bins=bins, histtype="step", lw=1.5, density=True, color=colour,
+                label=f"{tag}: {(net['score_60'] > 0.3).mean():.0%} > 0.3, {(net['score_60'] > 0.8).mean():.0%} > 0.8")
+        null = net["null"][np.isfinite(net["null"])]
+        ax.hist(null, bins=bins, histtype="step", lw=1, ls=":", density=True, color=colour,
+                label=f"{tag}: isotropic surrogates, 95th percentile {net['null_p95']:.2f}")
     for t in (0.3, 0.8):
         ax.axvline(t, color="0.5", ls="--", lw=0.8)
-    ax.set(xlabel="score_60 (active units)", ylabel="units", title="Gridness of the trained networks' units")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="score_60 (active units)", ylabel="density", title="Gridness of the trained networks' units")
+    ax.legend(fontsize=7)
     save(fig, "grid_score_histogram.png")
 
     from zoo.analysis.pattern_formation import dog_spectrum
@@ -225,6 +228,18 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
         rows.append(Row(f"ReLU network: {what}", round(float(m.get(key, nan)), 3), f"{target} (issue 13)",
                         f"card metrics, mean of {m.get('ratemap_draws', 1)} fresh ratemap draws; "
                         f"tanh: {float(t.get(key, nan)):.3f}", verdicts[key]))
+    for tag, net in (("ReLU", relu), ("tanh", tanh)):  # gridness beyond chance: above the surrogates' null
+        if net is None or net["null_p95"] is None:
+            continue
+        above, null = float((net["score_60"] > net["null_p95"]).mean()), net["null"][np.isfinite(net["null"])]
+        chance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(net["score_60"]))   # 3 s.d. above the 5% a null unit passes
+        grids = above > chance
+        rows.append(Row(f"{tag} network: fraction of units above the null (score_60 > {net['null_p95']:.2f})",
+                        round(above, 3), f"> {chance:.3f} for grids (5% + 3 s.d.)" if tag == "ReLU" else "no grids",
+                        f"null: 95th percentile of score_60 over {net['null'].shape[1]} isotropic surrogates of every "
+                        f"non-constant unit (its values and radial spectrum, no preferred direction); "
+                        f"{(null > 0.3).mean():.0%} of the surrogates score > 0.3",
+                        "match" if grids == (tag == "ReLU") else "differs"))
     if tanh is not None:  # the paper's claim: tanh units path-integrate but form no grids
         relu_grids, tanh_grids = float(m.get("grid_fraction_0.3", nan)), float(t.get("grid_fraction_0.3", nan))
         relu_cm, tanh_cm = float(m.get("decoding_error_cm", nan)), float(t.get("decoding_error_cm", nan))
