@@ -165,6 +165,22 @@ def test_adam_beta2_reaches_the_optimizer_and_the_remake_command(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_bf16_mixed_precision_runs_autocast_and_is_in_the_remake_command(tmp_path):
+    """``precision="bf16-mixed"`` (``zoo train --precision``) runs the forward passes under bfloat16
+    autocast, and the card records it and gives it in its remake command."""
+    name = register_toy_entry()
+    autocast = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: autocast.append(torch.is_autocast_enabled("cpu")))
+    try:
+        path = train(name, max_steps=2, runs_root=tmp_path, progress_bar=False, trainer_kwargs={"precision": "bf16-mixed"})
+    finally:
+        hook.remove()
+    assert True in autocast
+    card = ckpt.load(path)[2]
+    assert "--precision bf16-mixed" in card["command"] and card["training"]["trainer"]["precision"] == "bf16-mixed"
+
+
 def test_task_options_reach_the_task_and_the_card(tmp_path):
     """``--task-set`` configures the task (here: flip-flop's epoch length), is validated before
     training, and is part of the card's remake command."""

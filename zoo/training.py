@@ -460,6 +460,8 @@ def train(
         recipe_args["lr_decay"] = lr_decay
     if adam_beta2 is not None:
         recipe_args["adam_beta2"] = adam_beta2
+    if "precision" in trainer_kwargs:  # changes the arithmetic, so the result: the remake command gives it
+        recipe_args["precision"] = trainer_kwargs["precision"]
     card = {
         "name": name,
         "task": entry.task,
