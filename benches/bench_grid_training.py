@@ -8,8 +8,10 @@ Both take one Adam step on the same batch (200 trajectories x 20 steps, 512 plac
   used in decoding and once for ``softmax``, the loss is ``-(y * log(softmax(z))).sum(-1).mean()``
   plus ``weight_decay * ||W_hh||^2``; time-first ``nn.RNN`` as in their code.
 
-Batch generation is excluded (the same pre-made batches feed both). Prints steps per second at
-each size and the ratio zoo / authors.
+The zoo's step is also timed under bfloat16 autocast, as ``zoo train --precision bf16-mixed`` runs
+it (float32 weights and Adam; matrix products in bfloat16, which CPUs with AMX run several times
+faster). Batch generation is excluded (the same pre-made batches feed all three). Prints steps per
+second at each size and the ratios zoo / authors and bf16-mixed / float32.
 
     .venv/bin/python benches/bench_grid_training.py [--sizes 1024 4096] [--steps 5] [--threads 1]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,15 +67,16 @@ def _time(step, batches, warmup: int = 1) -> float:
     return (len(batches) - warmup) / (time.perf_counter() - start)
 
 
-def bench(hidden: int, steps: int, task: PathIntegration) -> tuple[float, float]:
+def bench(hidden: int, steps: int, task: PathIntegration) -> tuple[float, float, float]:
     g = torch.Generator().manual_seed(0)
     batches = [task.make_batch(g, 200) for _ in range(steps + 1)]
 
     ours = GridRNN(hidden, task.place_cells.n)
     opt = torch.optim.Adam(ours.optimizer_param_groups(1e-4), lr=1e-4)
 
-    def zoo_step(batch):
-        loss, _ = task.loss(ours, batch)
+    def zoo_step(batch, bf16=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = task.loss(ours, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,7 +92,7 @@ def bench(hidden: int, steps: int, task: PathIntegration) -> tuple[float, float]
         loss.backward()
         opt2.step()
 
-    return _time(zoo_step, batches), _time(authors_step, batches)
+    return _time(zoo_step, batches), _time(authors_step, batches), _time(partial(zoo_step, bf16=True), batches)
 
 
 def main(argv=None) -> None:
@@ -100,10 +104,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     task = PathIntegration()
     print(f"grid RNN training step, batch 200 x 20, {task.place_cells.n} place cells, {args.threads} thread(s)")
-    print(f"{'units':>6} {'zoo steps/s':>12} {'authors steps/s':>16} {'ratio':>6}")
+    print(f"{'units':>6} {'zoo steps/s':>12} {'authors steps/s':>16} {'ratio':>6} {'zoo bf16-mixed':>15} {'bf16/fp32':>10}")
     for hidden in args.sizes:
-        ours, theirs = bench(hidden, args.steps, task)
-        print(f"{hidden:>6} {ours:>12.3f} {theirs:>16.3f} {ours / theirs:>6.2f}x", flush=True)
+        ours, theirs, ours_bf16 = bench(hidden, args.steps, task)
+        print(f"{hidden:>6} {ours:>12.3f} {theirs:>16.3f} {ours / theirs:>6.2f}x {ours_bf16:>15.3f} {ours_bf16 / ours:>9.2f}x",
+              flush=True)
 
 
 if __name__ == "__main__":

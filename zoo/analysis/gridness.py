@@ -391,6 +391,20 @@ def null_scores(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = Fal
     return grid_scores(surrogates.reshape(u * s, n, n), min_max=min_max)["score_60"].reshape(u, s)
 
 
+def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False) -> tuple[float, np.ndarray]:
+    """``(threshold, null [U, n_surrogates])``: :func:`null_scores` of every map that is not constant
+    (rows of NaN for constant ones: dead units), and the 95th percentile of them all, pooled (NaN
+    when every map is constant). A map without a lattice scores above it with probability 5%."""
+    maps = _as_stack(maps)
+    visited = np.isfinite(maps)
+    varying = np.where(visited, maps, -np.inf).max((1, 2)) > np.where(visited, maps, np.inf).min((1, 2))
+    null = np.full((len(maps), n_surrogates), np.nan)
+    if not varying.any():
+        return float("nan"), null
+    null[varying] = null_scores(maps[varying], n_surrogates, seed, min_max)
+    return float(np.nanquantile(null, 0.95)), null
+
+
 # ----------------------------------------------------------------------------- the analysis
 
 
@@ -426,12 +440,8 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
         "grid_fraction_0.8": float((s60 > threshold_strict).mean()),
         "n_grid_with_spacing": int(np.isfinite(spacing_grid).sum()),
     }
-    visited = np.isfinite(maps)
-    varying = np.where(visited, maps, -np.inf).max((1, 2)) > np.where(visited, maps, np.inf).min((1, 2))
-    null = np.full((len(s60), n_surrogates), np.nan)
-    if varying.any():
-        null[varying] = null_scores(maps[varying], n_surrogates, null_seed, min_max)
-        threshold = float(np.nanquantile(null, 0.95))
+    threshold, null = null_threshold(maps, n_surrogates, null_seed, min_max)
+    if np.isfinite(threshold):
         summary["null_score_60_p95"] = threshold
         summary["grid_fraction_above_null"] = float((s60 > threshold).mean())
     if np.isfinite(spacing_grid).any():  # left out (not NaN) when no grid unit has a measurable spacing

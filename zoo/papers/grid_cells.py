@@ -127,7 +127,8 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
             if not c or len(c.get("step", [])) < 2:
                 continue
             tag = name.split("/")[1]
-            for key, ls in (("grid_fraction_0.3", "-"), ("grid_fraction_0.8", ":"), ("dead_fraction", "--")):
+            for key, ls in (("grid_fraction_0.3", "-"), ("grid_fraction_0.8", ":"), ("grid_fraction_above_null", "-."),
+                            ("dead_fraction", "--")):
                 if key in c:
                     axes[0].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
             if "median_score_60" in c:

@@ -239,7 +239,9 @@ class PathIntegration(Task):
         fresh positions (whole batches of ``batch_size`` trajectories), with ``decoding_error_cm_se``,
         the standard error over batches (independent trajectories). With ``gridness``, averaged over
         ``ratemap_draws`` independent ratemaps of every unit (``ratemap_positions`` positions each):
-        the fractions of units with score_60 above 0.3 and 0.8, the median score_60, the fraction of
+        the fractions of units with score_60 above 0.3 and 0.8 and above the 95th percentile of their
+        isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`; 5% for maps without
+        a lattice), the median score_60, the fraction of
         dead units (constant over the box: :func:`silent_units`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
@@ -261,7 +263,7 @@ class PathIntegration(Task):
 
     def _grid_metrics(self, model: torch.nn.Module, seed: int, n_positions: int | None = None) -> dict[str, float]:
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
-        from zoo.analysis.gridness import grid_geometry, grid_scores
+        from zoo.analysis.gridness import grid_geometry, grid_scores, null_threshold
         from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
 
         stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
@@ -271,7 +273,9 @@ class PathIntegration(Task):
         spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
         k, profile = radial_profile(*power_spectra(stack))
         grid = s60 > 0.3
+        threshold = null_threshold(stack, seed=seed)[0]
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
+                "null_score_60_p95": threshold, "grid_fraction_above_null": float((s60 > threshold).mean()),
                 "median_score_60": float(np.median(s60)),
                 "dead_fraction": float(silent_units(stack.maps.numpy()).mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
