@@ -1,14 +1,14 @@
 """Gridness of trained grid networks against the isotropic-surrogate null (README, "Gridness
 against a null").
 
-For each network: ratemaps of every unit from fresh trajectories (``--positions`` positions, task
-seed ``--seed``), score_60 and score_90 of the active units, and the same scores of
-``--surrogates`` isotropic surrogates of each (:func:`zoo.analysis.gridness.isotropic_surrogates`:
-the map's values and radially averaged spectrum, no preferred direction). Prints, per score, the
-fraction of units above 0.3, the surrogates' fraction above 0.3, the surrogates' pooled 95th
-percentile and the fraction of units above it (+- its binomial standard error).
+For each network: ratemaps of every unit from fresh trajectories (``--positions`` positions,
+trajectory seed ``--seed``), score_60 and score_90 of the active (non-constant) units, and the same
+scores of ``--surrogates`` isotropic surrogates of each (:func:`zoo.analysis.gridness.isotropic_surrogates`:
+the map's values and radially averaged spectrum, no lattice). Prints, per score and as fractions of
+the active units: the units above 0.3, the surrogates above 0.3, the surrogates' pooled 95th
+percentile and the units above it (+- its binomial standard error; chance is 5%).
 
-    python experiments/gridness_null.py                              # the shipped ReLU and tanh networks
+    python experiments/gridness_null.py                       # the shipped ReLU and tanh networks
     python experiments/gridness_null.py path-integration/rnn-tanh=runs/path-integration__rnn-tanh/seed0/path-integration__rnn-tanh.h5
 
 About 20 s per 512-unit network on one core.
@@ -19,9 +19,8 @@ import argparse
 import numpy as np
 
 import zoo
-from zoo.analysis.gridness import grid_scores, isotropic_surrogates
+from zoo.analysis.gridness import constant_maps, grid_scores, null_scores
 from zoo.tasks import get_task
-from zoo.tasks.path_integration import silent_units
 
 
 def main() -> None:
@@ -36,17 +35,16 @@ def main() -> None:
     for spec in args.networks:
         name, _, path = spec.partition("=")
         model = zoo.load(name, checkpoint=path or None)
-        stack = model.spatial_maps(get_task("path-integration"), n_positions=args.positions, seed=args.seed)
-        maps = stack.maps.double().numpy()
-        active = ~silent_units(maps)
+        maps = model.spatial_maps(get_task("path-integration"), n_positions=args.positions, seed=args.seed).maps.double().numpy()
+        active = ~constant_maps(maps)
         real = grid_scores(maps[active])
-        null = grid_scores(isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:]))
-        print(f"{spec}: {len(maps)} units, {active.mean():.1%} active")
+        null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed).items()}
+        print(f"{spec}: {len(maps)} units, {active.sum()} active")
         for key in ("score_60", "score_90"):
             threshold = np.quantile(null[key], 0.95)
-            above = (real[key] > threshold).sum() / len(maps)       # a fraction of all units, as the cards
-            se = np.sqrt(above * (1 - above) / len(maps))
-            print(f"  {key}: units > 0.3 {(real[key] > 0.3).sum() / len(maps):.1%}, surrogates > 0.3 "
+            above = (real[key] > threshold).mean()
+            se = np.sqrt(above * (1 - above) / active.sum())
+            print(f"  {key}: active units > 0.3 {(real[key] > 0.3).mean():.1%}, their surrogates > 0.3 "
                   f"{(null[key] > 0.3).mean():.1%}; null 95th percentile {threshold:.3f}, units above it "
                   f"{above:.1%} +- {se:.1%}")
 

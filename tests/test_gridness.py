@@ -279,10 +279,10 @@ def test_surrogates_remove_the_lattice_and_the_null_is_calibrated(maps):
     """Hexagonal maps score far above the 95th percentile of their surrogates' scores (measured:
     1.3-1.7 against 0.70); surrogates of surrogates (isotropic fields) pass it at the nominal 5%."""
     hexes = maps["hex"]
-    null = G.null_scores(hexes, 20, seed=2)
+    null = G.null_scores(hexes, 20, seed=2)["score_60"]
     assert np.median(null) < 0.3 and (G.grid_scores(hexes)["score_60"] > np.quantile(null, 0.95)).all()
     fields = G.isotropic_surrogates(np.concatenate([hexes, maps["square"]]), 20, seed=3).reshape(-1, N_BINS, N_BINS)
-    above = (G.grid_scores(fields)["score_60"] > np.quantile(G.null_scores(fields, 20, seed=4), 0.95)).mean()
+    above = (G.grid_scores(fields)["score_60"] > np.quantile(G.null_scores(fields, 20, seed=4)["score_60"], 0.95)).mean()
     assert 0.005 < above < 0.1, above   # 200 fields: 5% +- 1.5% (binomial s.d.); measured 3.5%
 
 
@@ -296,6 +296,19 @@ def test_surrogates_keep_unvisited_bins_and_seed(maps):
     assert (G.isotropic_surrogates(flat, 3) == 0).all()
     with pytest.raises(ValueError, match="n_surrogates"):
         G.isotropic_surrogates(holey, 0)
+
+
+def test_null_threshold_leaves_constant_maps_out(maps):
+    """Dead units (constant to 1e-6, as the path-integration task's silent units) have no null; the
+    other maps' nulls do not depend on them; all-constant stacks give a NaN threshold."""
+    dead = np.stack([np.zeros((N_BINS, N_BINS)), np.full((N_BINS, N_BINS), 3.0) + 1e-9 * maps["noise"][0]])
+    stack = np.concatenate([maps["hex"][:2], dead])
+    assert (G.constant_maps(stack) == [False, False, True, True]).all()
+    threshold, null = G.null_threshold(stack, 10, seed=5)
+    assert np.isnan(null[2:]).all() and np.isfinite(null[:2]).all()
+    np.testing.assert_array_equal(null[:2], G.null_threshold(np.concatenate([maps["hex"][:2], dead[::-1]]), 10, seed=5)[1][:2])
+    assert threshold == np.quantile(null[:2], 0.95)
+    assert np.isnan(G.null_threshold(dead, 10)[0])
 
 
 # ----------------------------------------------------------------------------- bad inputs

@@ -337,25 +337,27 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
 
 def isotropic_surrogates(maps, n_surrogates: int = 20, seed: int = 0, chunk: int = 64) -> np.ndarray:
     """Surrogates ``[U, n_surrogates, n, n]`` of ``maps [U, n, n]``: each has its map's radially
-    averaged power spectrum and its map's values, but no preferred directions.
+    averaged power spectrum and its map's values, but its power is spread evenly within each shell.
 
-    Phase-randomising a map keeps its 2-D power spectrum, hence its autocorrelogram and its
-    gridness; these surrogates also spread each ring's power evenly over directions, which is
-    what removes a lattice's six-fold symmetry. For each map:
+    Phase-randomising a map keeps its 2-D power spectrum, hence (nearly) its autocorrelogram and its
+    gridness; these surrogates also spread each shell's power evenly over the shell's wave vectors,
+    which removes a lattice's six-fold symmetry. For each map:
 
     1. its radial power profile ``P(|k|)`` (:func:`zoo.analysis.spatial_spectra.radial_profile`,
        shells one Fourier lattice spacing wide, NaN bins at the map's mean);
-    2. a Gaussian random field on the map's own ``n x n`` Fourier lattice (periodic) with power
-       ``P(|k|)`` at every wave vector of a shell (none at k = 0) and random phases, so its radial
-       profile is the map's, on average, exactly;
+    2. a periodic Gaussian random field on the map's own ``n x n`` Fourier lattice, with expected
+       power proportional to ``P(|k|)`` at every wave vector of a shell (none at k = 0) and random
+       phases. On a coarse lattice the low shells hold few wave vectors (8 in shell 1, at 45 degree
+       steps), so there "evenly over the shell" is not "evenly over directions";
     3. its values replaced rank for rank by the map's own (amplitude-adjusted surrogates,
        Theiler et al. 1992): a rectified, sparse map keeps its sparsity and its sign. Ranking
        moves some power between shells (for trained ReLU units, a few percent of the total);
        iterating steps 2-3 (Schreiber & Schmitz 1996) matched the trained units' profiles worse.
 
-    NaN (unvisited) bins stay NaN. Deterministic in ``seed``.
+    NaN (unvisited) bins stay NaN; a constant map gives constant surrogates. Deterministic for a
+    given stack, ``seed`` and ``chunk``.
     """
-    from .spatial_spectra import power_spectra, radial_profile
+    from .spatial_spectra import power_spectra, radial_profile, shell_index
 
     if n_surrogates < 1:
         raise ValueError(f"n_surrogates must be positive, got {n_surrogates}")
@@ -364,8 +366,7 @@ def isotropic_surrogates(maps, n_surrogates: int = 20, seed: int = 0, chunk: int
     k, profile = radial_profile(*power_spectra(maps, extent=(0, n, 0, n)))   # k in rad per bin
     profile = np.nan_to_num(profile)
     freq = 2 * np.pi * np.fft.fftfreq(n)
-    shell = np.rint(np.hypot(freq[None, :], freq[:, None]) / k[1]).astype(int)   # as radial_profile
-    amplitude = np.sqrt(profile[:, shell])                             # [U, n, n], unshifted
+    amplitude = np.sqrt(profile[:, shell_index(freq, freq, k[1])])     # [U, n, n], unshifted
     amplitude[:, 0, 0] = 0.0
     flat = maps.reshape(u, n * n)
     sorted_values = np.sort(flat, axis=1)                              # NaNs last
@@ -383,25 +384,39 @@ def isotropic_surrogates(maps, n_surrogates: int = 20, seed: int = 0, chunk: int
     return out.reshape(u, n_surrogates, n, n)
 
 
-def null_scores(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False) -> np.ndarray:
-    """score_60 ``[U, n_surrogates]`` of each map's :func:`isotropic_surrogates`: the gridness that
-    maps with the same values and radial spectrum reach without a lattice."""
+def null_scores(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False) -> dict[str, np.ndarray]:
+    """``score_60`` and ``score_90`` ``[U, n_surrogates]`` of each map's :func:`isotropic_surrogates`:
+    the gridness that maps with the same values and radial spectrum reach without a lattice."""
     surrogates = isotropic_surrogates(maps, n_surrogates, seed)
     u, s, n, _ = surrogates.shape
-    return grid_scores(surrogates.reshape(u * s, n, n), min_max=min_max)["score_60"].reshape(u, s)
+    scores = grid_scores(surrogates.reshape(u * s, n, n), min_max=min_max)
+    return {key: scores[key].reshape(u, s) for key in ("score_60", "score_90")}
 
 
-def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False) -> tuple[float, np.ndarray]:
-    """``(threshold, null [U, n_surrogates])``: :func:`null_scores` of every map that is not constant
-    (rows of NaN for constant ones: dead units), and the 95th percentile of them all, pooled (NaN
-    when every map is constant). A map without a lattice scores above it with probability 5%."""
+def constant_maps(maps, tol: float = 1e-6) -> np.ndarray:
+    """``[U]``: maps whose range over the visited bins is at most ``tol`` (dead or saturated units;
+    all-NaN maps count as constant). Their gridness is 0 and they have no null."""
     maps = _as_stack(maps)
     visited = np.isfinite(maps)
-    varying = np.where(visited, maps, -np.inf).max((1, 2)) > np.where(visited, maps, np.inf).min((1, 2))
+    return np.where(visited, maps, -np.inf).max((1, 2)) - np.where(visited, maps, np.inf).min((1, 2)) <= tol
+
+
+def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False,
+                   key: str = "score_60") -> tuple[float, np.ndarray]:
+    """``(threshold, null [U, n_surrogates])``: ``key`` of :func:`null_scores` for every map that is not
+    constant (:func:`constant_maps`; rows of NaN for the constant ones), and their 95th percentile,
+    pooled over maps (NaN when every map is constant).
+
+    A stationary field with no preferred direction passes it with probability 5%; maps that are
+    uneven over the box pass less often, so for them the test is conservative. Compare the fraction
+    of the *non-constant* maps above it with 5%."""
+    maps = _as_stack(maps)
+    varying = ~constant_maps(maps)
     null = np.full((len(maps), n_surrogates), np.nan)
     if not varying.any():
         return float("nan"), null
-    null[varying] = null_scores(maps[varying], n_surrogates, seed, min_max)
+    # surrogates of the whole stack, so a unit's null does not depend on which other units are constant
+    null[varying] = null_scores(maps, n_surrogates, seed, min_max)[key][varying]
     return float(np.nanquantile(null, 0.95)), null
 
 
@@ -414,7 +429,8 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
              n_surrogates: int = 20, null_seed: int = 0) -> AnalysisResult:
     """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing, and
     against a null: the 95th percentile of score_60 over ``n_surrogates`` :func:`isotropic_surrogates`
-    of every non-constant map, pooled (``null_score_60_p95``), and the fraction of maps above it.
+    of every non-constant map, pooled (``null_score_60_p95``; :func:`null_threshold`), and the
+    fraction of the non-constant maps above it (``grid_fraction_above_null``; chance: 5%).
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them (ratemaps).
     """
@@ -441,9 +457,9 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
         "n_grid_with_spacing": int(np.isfinite(spacing_grid).sum()),
     }
     threshold, null = null_threshold(maps, n_surrogates, null_seed, min_max)
-    if np.isfinite(threshold):
+    if np.isfinite(threshold):  # of the non-constant maps, for which chance is 5%
         summary["null_score_60_p95"] = threshold
-        summary["grid_fraction_above_null"] = float((s60 > threshold).mean())
+        summary["grid_fraction_above_null"] = float((s60 > threshold)[np.isfinite(null[:, 0])].mean())
     if np.isfinite(spacing_grid).any():  # left out (not NaN) when no grid unit has a measurable spacing
         summary[f"median_spacing_{stack.units}"] = float(np.nanmedian(spacing_grid))
     arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],

@@ -51,6 +51,11 @@ def power_spectra(maps, extent=None) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.fft.fftshift(power, axes=(1, 2)), np.fft.fftshift(kx), np.fft.fftshift(ky)
 
 
+def shell_index(kx: np.ndarray, ky: np.ndarray, dk: float) -> np.ndarray:
+    """Shell ``[len(ky), len(kx)]`` of every wave vector: ``rint(|k| / dk)`` (shell 0 is k = 0)."""
+    return np.rint(np.hypot(kx[None, :], ky[:, None]) / dk).astype(int)
+
+
 def radial_profile(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, dk: float | None = None):
     """``(k_centres [K], profile [U, K])``: mean power in shells ``[i dk - dk/2, i dk + dk/2)``.
 
@@ -62,8 +67,7 @@ def radial_profile(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, dk: float 
         dk = max(np.diff(kx).max(initial=0), np.diff(ky).max(initial=0))
     if not dk > 0:
         raise ValueError("dk must be positive")
-    kk = np.hypot(kx[None, :], ky[:, None])
-    shell = np.rint(kk / dk).astype(int).ravel()
+    shell = shell_index(kx, ky, dk).ravel()
     n_shells = shell.max() + 1
     counts = np.bincount(shell, minlength=n_shells).astype(np.float64)
     flat = power.reshape(power.shape[0], -1)

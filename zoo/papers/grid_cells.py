@@ -99,9 +99,9 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
         s60, tag = net["score_60"][net["active"]], name.split("/")[1]
         ax.hist(s60, bins=bins, histtype="step", lw=1.5, density=True, color=colour,
                 label=f"{tag}: {(net['score_60'] > 0.3).mean():.0%} > 0.3, {(net['score_60'] > 0.8).mean():.0%} > 0.8")
-        null = net["null"][np.isfinite(net["null"])]
-        ax.hist(null, bins=bins, histtype="step", lw=1, ls=":", density=True, color=colour,
-                label=f"{tag}: isotropic surrogates, 95th percentile {net['null_p95']:.2f}")
+        if net["null_p95"] is not None:
+            ax.hist(net["null"][np.isfinite(net["null"])], bins=bins, histtype="step", lw=1, ls=":", density=True,
+                    color=colour, label=f"{tag}: isotropic surrogates, 95th percentile {net['null_p95']:.2f}")
     for t in (0.3, 0.8):
         ax.axvline(t, color="0.5", ls="--", lw=0.8)
     ax.set(xlabel="score_60 (active units)", ylabel="density", title="Gridness of the trained networks' units")
@@ -232,10 +232,11 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
     for tag, net in (("ReLU", relu), ("tanh", tanh)):  # gridness beyond chance: above the surrogates' null
         if net is None or net["null_p95"] is None:
             continue
-        above, null = float((net["score_60"] > net["null_p95"]).mean()), net["null"][np.isfinite(net["null"])]
-        chance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(net["score_60"]))   # 3 s.d. above the 5% a null unit passes
+        active = np.isfinite(net["null"][:, 0])        # the non-constant units, which pass the null at 5%
+        above, null = float((net["score_60"][active] > net["null_p95"]).mean()), net["null"][active]
+        chance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / active.sum())   # 3 s.d. above the 5% a null unit passes
         grids = above > chance
-        rows.append(Row(f"{tag} network: fraction of units above the null (score_60 > {net['null_p95']:.2f})",
+        rows.append(Row(f"{tag} network: fraction of active units above the null (score_60 > {net['null_p95']:.2f})",
                         round(above, 3), f"> {chance:.3f} for grids (5% + 3 s.d.)" if tag == "ReLU" else "no grids",
                         f"null: 95th percentile of score_60 over {net['null'].shape[1]} isotropic surrogates of every "
                         f"non-constant unit (its values and radial spectrum, no preferred direction); "

@@ -90,9 +90,10 @@ class PlaceCells:
 def silent_units(maps: np.ndarray, tol: float = 1e-6) -> np.ndarray:
     """``[U]``: units whose ratemap ``[U, H, W]`` is constant over the box (to ``tol``): dead (a ReLU
     unit never active) or saturated; the "dead units" of issue 13's targets. Unvisited (NaN) bins
-    are ignored."""
-    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
-    return (np.nanmax(flat, axis=1) - np.nanmin(flat, axis=1)) <= tol
+    are ignored (:func:`zoo.analysis.gridness.constant_maps`)."""
+    from zoo.analysis.gridness import constant_maps
+
+    return constant_maps(maps, tol)
 
 
 class PathIntegration(Task):
@@ -239,9 +240,9 @@ class PathIntegration(Task):
         fresh positions (whole batches of ``batch_size`` trajectories), with ``decoding_error_cm_se``,
         the standard error over batches (independent trajectories). With ``gridness``, averaged over
         ``ratemap_draws`` independent ratemaps of every unit (``ratemap_positions`` positions each):
-        the fractions of units with score_60 above 0.3 and 0.8 and above the 95th percentile of their
-        isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`; 5% for maps without
-        a lattice), the median score_60, the fraction of
+        the fractions of units with score_60 above 0.3 and 0.8, the fraction of the active units above
+        the 95th percentile of their isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`;
+        chance: 5%), the median score_60, the fraction of
         dead units (constant over the box: :func:`silent_units`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
@@ -273,10 +274,12 @@ class PathIntegration(Task):
         spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
         k, profile = radial_profile(*power_spectra(stack))
         grid = s60 > 0.3
-        threshold = null_threshold(stack, seed=seed)[0]
+        threshold, null = null_threshold(stack, seed=seed)
+        active = np.isfinite(null[:, 0])
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
-                "null_score_60_p95": threshold, "grid_fraction_above_null": float((s60 > threshold).mean()),
+                "null_score_60_p95": threshold,
+                "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
                 "median_score_60": float(np.median(s60)),
-                "dead_fraction": float(silent_units(stack.maps.numpy()).mean()),
+                "dead_fraction": float(1 - active.mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
                 "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0)))}
