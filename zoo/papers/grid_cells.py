@@ -239,7 +239,7 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
         rows.append(Row(f"{tag} network: fraction of active units above the null (score_60 > {net['null_p95']:.2f})",
                         round(above, 3), f"> {chance:.3f} for grids (5% + 3 s.d.)" if tag == "ReLU" else "no grids",
                         f"null: 95th percentile of score_60 over {net['null'].shape[1]} isotropic surrogates of every "
-                        f"non-constant unit (its values and radial spectrum, no preferred direction); "
+                        f"non-constant unit (its values and radial spectrum, power spread evenly within each shell); "
                         f"{(null > 0.3).mean():.0%} of the surrogates score > 0.3",
                         "match" if grids == (tag == "ReLU") else "differs"))
     if tanh is not None:  # the paper's claim: tanh units path-integrate but form no grids
