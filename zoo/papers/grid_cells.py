@@ -232,7 +232,7 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
     for tag, net in (("ReLU", relu), ("tanh", tanh)):  # gridness beyond chance: above the surrogates' null
         if net is None or net["null_p95"] is None:
             continue
-        active = np.isfinite(net["null"][:, 0])        # the non-constant units, which pass the null at 5%
+        active = net["active"]                          # the non-constant units, which pass the null at 5%
         above, null = float((net["score_60"][active] > net["null_p95"]).mean()), net["null"][active]
         chance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / active.sum())   # 3 s.d. above the 5% a null unit passes
         grids = above > chance
