@@ -6,7 +6,9 @@ trajectory seed ``--seed``), score_60 and score_90 of the active (non-constant) 
 scores of ``--surrogates`` isotropic surrogates of each (:func:`zoo.analysis.gridness.isotropic_surrogates`:
 the map's values and radially averaged spectrum, no lattice). Prints, per score and as fractions of
 the active units: the units above 0.3, the surrogates above 0.3, the surrogates' pooled 95th
-percentile and the units above it (+- its binomial standard error; chance is 5%).
+percentile and the units above it (+- its binomial standard error; chance is 5%), and the mean
+rank of a unit's score among its own surrogates' (+- its chance standard error; chance is 0.5;
+:func:`zoo.analysis.gridness.null_rank`).
 
     python experiments/gridness_null.py                       # the shipped ReLU and tanh networks
     python experiments/gridness_null.py path-integration/rnn-tanh=runs/path-integration__rnn-tanh/seed0/path-integration__rnn-tanh.h5
@@ -19,7 +21,7 @@ import argparse
 import numpy as np
 
 import zoo
-from zoo.analysis.gridness import constant_maps, grid_scores, null_scores
+from zoo.analysis.gridness import constant_maps, grid_scores, null_rank, null_scores
 from zoo.tasks import get_task
 
 
@@ -44,9 +46,10 @@ def main() -> None:
             threshold = np.quantile(null[key], 0.95)
             above = (real[key] > threshold).mean()
             se = np.sqrt(above * (1 - above) / active.sum())
+            rank, rank_se = null_rank(real[key], null[key])
             print(f"  {key}: active units > 0.3 {(real[key] > 0.3).mean():.1%}, their surrogates > 0.3 "
                   f"{(null[key] > 0.3).mean():.1%}; null 95th percentile {threshold:.3f}, units above it "
-                  f"{above:.1%} +- {se:.1%}")
+                  f"{above:.1%} +- {se:.1%}; mean rank among their own surrogates {rank:.3f} +- {rank_se:.3f}")
 
 
 if __name__ == "__main__":

@@ -420,17 +420,43 @@ def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = 
     return float(np.nanquantile(null, 0.95)), null
 
 
+def null_rank(scores, null) -> tuple[float, float]:
+    """``(mean_rank, chance_se)``: how each map's score ranks among its own surrogates' scores
+    (``null [U, K]`` from :func:`null_threshold`; rows of NaN, the constant maps, are left out),
+    averaged over the maps: the fraction of its surrogates that score below it, ties counting half.
+
+    A population statistic, where :func:`null_threshold` counts single units: a weak shift shared by
+    many units (each a little more hexagonal than its surrogates) moves the mean rank well above 0.5
+    while few units pass a 95th percentile. At chance each map's score is exchangeable with its K
+    surrogates' (a stationary field with no preferred direction), so its rank is uniform on
+    ``{0, 1/K, ..., 1}``: mean 0.5, variance ``(K + 2) / (12 K)``. ``chance_se`` is the standard error
+    of the mean over the U maps with a null, ``sqrt((K + 2) / (12 K U))``, treating maps as
+    independent. NaN, NaN when no map has a null."""
+    scores, null = np.asarray(scores, dtype=float), np.asarray(null, dtype=float)
+    if null.ndim != 2 or scores.shape != null.shape[:1]:
+        raise ValueError(f"need scores [U] and null [U, K], got {scores.shape} and {null.shape}")
+    rows = np.isfinite(null).all(1) & np.isfinite(scores)
+    u, k = int(rows.sum()), null.shape[1]
+    if u == 0:
+        return float("nan"), float("nan")
+    x, s = scores[rows, None], null[rows]
+    ranks = ((s < x).sum(1) + 0.5 * (s == x).sum(1)) / k
+    return float(ranks.mean()), float(np.sqrt((k + 2) / (12 * k * u)))
+
+
 # ----------------------------------------------------------------------------- the analysis
 
 
-@register_analysis("gridness", protocol=SpatialMaps, version="3", quick_params={"n_positions": 20_000})
+@register_analysis("gridness", protocol=SpatialMaps, version="4", quick_params={"n_positions": 20_000})
 def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
              threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20,
              n_surrogates: int = 20, null_seed: int = 0) -> AnalysisResult:
     """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing, and
     against a null: the 95th percentile of score_60 over ``n_surrogates`` :func:`isotropic_surrogates`
     of every non-constant map, pooled (``null_score_60_p95``; :func:`null_threshold`), and the
-    fraction of the non-constant maps above it (``grid_fraction_above_null``; chance: 5%).
+    fraction of the non-constant maps above it (``grid_fraction_above_null``; chance: 5%), and the
+    mean rank of each map's score_60 among its own surrogates' (``null_rank_60`` with its chance
+    standard error ``null_rank_60_se``; chance: 0.5; :func:`null_rank`).
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them (ratemaps).
     """
@@ -460,6 +486,7 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
     if np.isfinite(threshold):  # of the non-constant maps, for which chance is 5%
         summary["null_score_60_p95"] = threshold
         summary["grid_fraction_above_null"] = float((s60 > threshold)[np.isfinite(null[:, 0])].mean())
+        summary["null_rank_60"], summary["null_rank_60_se"] = null_rank(s60, null)
     if np.isfinite(spacing_grid).any():  # left out (not NaN) when no grid unit has a measurable spacing
         summary[f"median_spacing_{stack.units}"] = float(np.nanmedian(spacing_grid))
     arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],

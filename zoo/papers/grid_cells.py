@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.gridness import null_rank
 from ..report import Row, Section, analysis_results, at_least, at_most, register_section, verdict
 
 NAME = "path-integration/rnn-relu"
@@ -242,6 +243,12 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
                         f"non-constant unit (its values and radial spectrum, power spread evenly within each shell); "
                         f"{(null > 0.3).mean():.0%} of the surrogates score > 0.3",
                         "match" if grids == (tag == "ReLU") else "differs"))
+        rank, se = null_rank(net["score_60"], net["null"])   # a population shift, which single units can miss
+        rows.append(Row(f"{tag} network: mean rank of a unit's score_60 among its own surrogates'",
+                        f"{rank:.3f} +- {se:.3f}", "> 0.5 + 3 s.e. for grids" if tag == "ReLU" else "no grids",
+                        f"over the {int(active.sum())} active units, {net['null'].shape[1]} surrogates each; 0.5 at "
+                        "chance, +- its chance s.e.; below 0.5: the units are less hexagonal than random fields with "
+                        "their spectra", "match" if (rank > 0.5 + 3 * se) == (tag == "ReLU") else "differs"))
     if tanh is not None:  # the paper's claim: tanh units path-integrate but form no grids
         relu_grids, tanh_grids = float(m.get("grid_fraction_0.3", nan)), float(t.get("grid_fraction_0.3", nan))
         relu_cm, tanh_cm = float(m.get("decoding_error_cm", nan)), float(t.get("decoding_error_cm", nan))

@@ -242,7 +242,8 @@ class PathIntegration(Task):
         ``ratemap_draws`` independent ratemaps of every unit (``ratemap_positions`` positions each):
         the fractions of units with score_60 above 0.3 and 0.8, the fraction of the active units above
         the 95th percentile of their isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`;
-        chance: 5%), the median score_60, the fraction of
+        chance: 5%), the mean rank of a unit's score_60 among its own surrogates' (:func:`zoo.analysis.gridness.null_rank`;
+        chance: 0.5), the median score_60, the fraction of
         dead units (constant over the box: :func:`silent_units`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
@@ -264,7 +265,7 @@ class PathIntegration(Task):
 
     def _grid_metrics(self, model: torch.nn.Module, seed: int, n_positions: int | None = None) -> dict[str, float]:
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
-        from zoo.analysis.gridness import grid_geometry, grid_scores, null_threshold
+        from zoo.analysis.gridness import grid_geometry, grid_scores, null_rank, null_threshold
         from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
 
         stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
@@ -279,6 +280,7 @@ class PathIntegration(Task):
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
                 "null_score_60_p95": threshold,
                 "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
+                "null_rank_60": null_rank(s60, null)[0],
                 "median_score_60": float(np.median(s60)),
                 "dead_fraction": float(1 - active.mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
