@@ -21,8 +21,18 @@ import argparse
 import numpy as np
 
 import zoo
+import zoo.checkpoint
+import zoo.registry
 from zoo.analysis.gridness import constant_maps, grid_scores, null_rank, null_scores
 from zoo.tasks import get_task
+
+
+def _task_of(name: str, path: str):
+    """The path-integration task the network was trained on (its place cells give the initial state)."""
+    if not path:
+        return zoo.registry.task(name)
+    data = zoo.checkpoint.load(path, check_manifest=False)[2]["data"]
+    return get_task("path-integration", **{k: data[k] for k in get_task("path-integration").options if k in data})
 
 
 def main() -> None:
@@ -37,7 +47,7 @@ def main() -> None:
     for spec in args.networks:
         name, _, path = spec.partition("=")
         model = zoo.load(name, checkpoint=path or None)
-        maps = model.spatial_maps(get_task("path-integration"), n_positions=args.positions, seed=args.seed).maps.double().numpy()
+        maps = model.spatial_maps(_task_of(name, path), n_positions=args.positions, seed=args.seed).maps.double().numpy()
         active = ~constant_maps(maps)
         real = grid_scores(maps[active])
         null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed).items()}
