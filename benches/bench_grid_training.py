@@ -13,6 +13,10 @@ it (float32 weights and Adam; matrix products in bfloat16, which CPUs with AMX r
 faster). Batch generation is excluded (the same pre-made batches feed all three). Prints steps per
 second at each size and the ratios zoo / authors and bf16-mixed / float32.
 
+Batch generation is timed on its own: a training batch's place-cell code (200 x 20 positions x 512
+cells), ``PlaceCells.activation`` (blocks of rows) against one pass over the whole batch, the same
+operations (bit for bit the same code), and the whole ``make_batch``.
+
     .venv/bin/python benches/bench_grid_training.py [--sizes 1024 4096] [--steps 5] [--threads 1]
 """
 
@@ -95,6 +99,25 @@ def bench(hidden: int, steps: int, task: PathIntegration) -> tuple[float, float,
     return _time(zoo_step, batches), _time(authors_step, batches), _time(partial(zoo_step, bf16=True), batches)
 
 
+def bench_batch(task: PathIntegration, repeats: int = 10) -> tuple[float, float, float]:
+    """Milliseconds per training batch's place-cell code: blocked, one pass; and per ``make_batch``."""
+    cells = task.place_cells
+    pos = task.make_batch(torch.Generator().manual_seed(1), 200)[3]
+
+    def one_pass():
+        norm2 = cells.sq_dist(pos)
+        out = torch.softmax(-norm2 / (2 * cells.sigma**2), dim=-1)
+        out = out - torch.softmax(-norm2 / (2 * cells.surround_scale * cells.sigma**2), dim=-1)
+        out = out + out.min(-1, keepdim=True).values.abs()
+        return out / out.sum(-1, keepdim=True)
+
+    if not torch.equal(one_pass(), cells.activation(pos)):
+        raise AssertionError("blocked place-cell code differs from one pass")
+    g = torch.Generator().manual_seed(2)
+    calls = (lambda _: cells.activation(pos), lambda _: one_pass(), lambda _: task.make_batch(g, 200))
+    return tuple(1e3 / _time(call, [None] * (repeats + 1)) for call in calls)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
@@ -104,6 +127,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     task = PathIntegration()
     print(f"grid RNN training step, batch 200 x 20, {task.place_cells.n} place cells, {args.threads} thread(s)")
+    blocked, one_pass, batch = bench_batch(task)
+    print(f"place-cell code of a batch: {blocked:.1f} ms in blocks against {one_pass:.1f} ms in one pass "
+          f"({one_pass / blocked:.2f}x); the whole batch {batch:.1f} ms")
     print(f"{'units':>6} {'zoo steps/s':>12} {'authors steps/s':>16} {'ratio':>6} {'zoo bf16-mixed':>15} {'bf16/fp32':>10}")
     for hidden in args.sizes:
         ours, theirs, ours_bf16 = bench(hidden, args.steps, task)

@@ -93,6 +93,18 @@ def test_place_cell_formula_and_fixed_centres():
     np.testing.assert_allclose(gauss, torch.softmax(-d2 / 0.08, -1), atol=1e-6)
 
 
+def test_place_cell_code_in_blocks_is_bit_for_bit_one_pass(task):
+    """``activation`` works through cache-sized blocks of positions: the code of a batch that spans
+    several blocks equals one pass over all of it exactly, and keeps the positions' leading shape."""
+    cells = task.place_cells
+    pos = torch.rand(3, 250, 2, generator=torch.Generator().manual_seed(4)) * 2.2 - 1.1
+    norm2 = cells.sq_dist(pos)
+    one_pass = torch.softmax(-norm2 / (2 * cells.sigma**2), -1) - torch.softmax(-norm2 / (2 * cells.surround_scale * cells.sigma**2), -1)
+    one_pass = one_pass + one_pass.min(-1, keepdim=True).values.abs()
+    assert torch.equal(cells.activation(pos), one_pass / one_pass.sum(-1, keepdim=True))
+    assert cells.activation(pos[0, 0]).shape == (512,)
+
+
 # ----------------------------------------------------------------------------- loss and model
 
 
