@@ -110,9 +110,35 @@ def ring_power_fraction(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radiu
         return np.where(total > 0, (power * near).sum((1, 2)) / total, np.nan)
 
 
-@register_analysis("spectrum", protocol=SpatialMaps, version="1", quick_params={"n_positions": 20_000})
+def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: float, width: float,
+                  orders: tuple[int, ...] = (2, 4, 6)) -> np.ndarray:
+    """``[U, len(orders)]``: how each map's power on the ring ``| |k| - radius | <= width`` is spread
+    over directions, as the magnitude of its angular harmonics ``|sum_k P(k) e^{i m theta_k}| / sum_k P(k)``.
+
+    Between 0 and 1: plane waves at six directions 60 degrees apart (a hexagonal lattice) give
+    ``m = 6`` near 1 and ``m = 2, 4`` near 0; four at 90 degrees (a square lattice) ``m = 4``; one
+    plane wave (bands, stripes) all even ``m`` near 1, and ``m = 2`` separates it from the lattices;
+    isotropic power gives values of order ``1 / sqrt(number of wave vectors on the ring)``. The
+    square Fourier lattice has four-fold symmetry, so ``m = 2`` and ``m = 6`` of evenly spread power
+    vanish and ``m = 4`` need not. In Sorscher et al.'s pattern formation the maps pass through a
+    stripe stage before the hexagonal one. NaN for maps with no power on the ring."""
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim == 2:
+        power = power[None]
+    kk = np.hypot(kx[None, :], ky[:, None])
+    on_ring = (np.abs(kk - radius) <= width) & (kk > 0)
+    p, theta = power[:, on_ring], np.arctan2(ky[:, None], kx[None, :])[on_ring]
+    harmonics = np.abs(p @ np.exp(1j * np.outer(theta, orders)))
+    total = p.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, harmonics / total, np.nan)
+
+
+@register_analysis("spectrum", protocol=SpatialMaps, version="2", quick_params={"n_positions": 20_000})
 def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
-    """Radially averaged power spectrum of a model's spatial maps: ring radius and power near it.
+    """Radially averaged power spectrum of a model's spatial maps: ring radius, power near it, and
+    the median angular order of the power on that ring (m = 2 bands, 4 squares, 6 hexagons;
+    :func:`angular_order`).
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them."""
     import inspect
@@ -135,5 +161,9 @@ def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> Anal
         f"lattice_spacing_rad_per_{unit}": dk,
         "median_power_fraction_near_ring": float(np.nanmedian(fraction)) if np.isfinite(fraction).any() else 0.0,
     }
-    return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile,
-                                                   "unit_ring_radius": per_unit, "power_fraction": fraction})
+    order = angular_order(power, kx, ky, radius, dk)
+    for m, values in zip((2, 4, 6), order.T):
+        if np.isfinite(values).any():
+            summary[f"median_angular_order_{m}"] = float(np.nanmedian(values))
+    return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile, "unit_ring_radius": per_unit,
+                                                   "power_fraction": fraction, "angular_order": order})

@@ -50,6 +50,7 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     g, sp = grid[name].arrays, spectrum[name].arrays
     return {"card": zoo.card(name), "maps": g["maps"], "active": ~silent_units(g["maps"]), "score_60": g["score_60"],
             "sac": g["sac"], "null": g["null_score_60"], "null_p95": grid[name].summary.get("null_score_60_p95"),
+            "extent": g["extent"],
             "k": sp["k"], "profile": sp["mean_profile"]}
 
 
@@ -260,6 +261,34 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
     return rows
 
 
+def _order_rows(nets: dict[str, dict], k_star: float) -> list[Row]:
+    """Which symmetry the units' power has on the k* ring (:func:`zoo.analysis.spatial_spectra.angular_order`:
+    m = 2 bands, 4 squares, 6 hexagons), medians over the active units, beside their isotropic
+    surrogates'; the stage of pattern formation the network reached (stripes come before hexagons)."""
+    from zoo.analysis.gridness import isotropic_surrogates
+    from zoo.analysis.spatial_spectra import angular_order, power_spectra
+
+    rows = []
+    for name, net in nets.items():
+        maps = net["maps"][net["active"]].astype(np.float64)
+        if not len(maps):
+            continue
+        extent = tuple(float(e) for e in net["extent"])
+        dk = 2 * np.pi / (extent[1] - extent[0])                      # one shell
+        m2, m4, m6 = np.nanmedian(angular_order(*power_spectra(maps, extent), k_star, dk), axis=0)
+        surrogates = isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:])
+        iso = np.nanmedian(angular_order(*power_spectra(surrogates, extent), k_star, dk), axis=0)
+        hexagonal = m6 > max(m2, m4) and m6 > iso[2]
+        relu = name == NAME
+        rows.append(Row(f"{'ReLU' if relu else 'tanh'} network: angular order on the k* ring, m = 2 / 4 / 6",
+                        f"{m2:.2f} / {m4:.2f} / {m6:.2f}", "m = 6 highest (hexagons)" if relu else "not hexagonal",
+                        f"medians over the {len(maps)} active units of abs(sum P(k) e^(i m theta)) / sum P(k) within one "
+                        f"shell of k* = {k_star:.2f} rad/m: bands give m = 2 near 1, squares m = 4, hexagons m = 6 "
+                        f"(m = 2 near 0); their isotropic surrogates {iso[0]:.2f} / {iso[1]:.2f} / {iso[2]:.2f}",
+                        "match" if hexagonal == relu else "differs"))
+    return rows
+
+
 @register_section("grid-cells", title="Grid cells from path integration (Sorscher et al. 2019)",
                   needs=[(analysis, name) for name in NETWORKS for analysis in ("gridness", "spectrum")])
 def grid_cells(out_dir: Path, quick: bool) -> Section:
@@ -294,7 +323,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
         Row("Sanger hierarchy: spacings in learning order (m)",
             ", ".join("-" if not np.isfinite(s) else f"{s:.2f}" for s in pf["sanger_spacing"]),
             "increasing spacing", "several maps orthogonalised in learning order"),
-    ] + _network_rows(nets)
+    ] + _network_rows(nets) + _order_rows(nets, k_star)
     text = ("Network rows give the cards' metrics (fresh ratemaps, `zoo eval`); the figures are views of the "
             "`gridness` and `spectrum` analyses (`zoo bench gridness spectrum`).")
     figures = _figures(out_dir / "grid-cells", nets, theory, pf)
