@@ -8,7 +8,9 @@ the map's values and radially averaged spectrum, no lattice). Prints, per score 
 the active units: the units above 0.3, the surrogates above 0.3, the surrogates' pooled 95th
 percentile and the units above it (+- its binomial standard error; chance is 5%), and the mean
 rank of a unit's score among its own surrogates' (+- its chance standard error; chance is 0.5;
-:func:`zoo.analysis.gridness.null_rank`).
+:func:`zoo.analysis.gridness.null_rank`). Then the angular order of the active units' power on the
+k* ring of the network's place cells (medians of m = 2 bands, 4 squares, 6 hexagons;
+:func:`zoo.analysis.spatial_spectra.angular_order`), the units' beside their surrogates'.
 
     python experiments/gridness_null.py                       # the shipped ReLU and tanh networks
     python experiments/gridness_null.py path-integration/rnn-tanh=runs/path-integration__rnn-tanh/seed0/path-integration__rnn-tanh.h5
@@ -23,7 +25,9 @@ import numpy as np
 import zoo
 import zoo.checkpoint
 import zoo.registry
-from zoo.analysis.gridness import constant_maps, grid_scores, null_rank, null_scores
+from zoo.analysis.gridness import constant_maps, grid_scores, isotropic_surrogates, null_rank, null_scores
+from zoo.analysis.pattern_formation import optimal_k
+from zoo.analysis.spatial_spectra import angular_order, power_spectra
 from zoo.tasks import get_task
 
 
@@ -47,7 +51,9 @@ def main() -> None:
     for spec in args.networks:
         name, _, path = spec.partition("=")
         model = zoo.load(name, checkpoint=path or None)
-        maps = model.spatial_maps(_task_of(name, path), n_positions=args.positions, seed=args.seed).maps.double().numpy()
+        task = _task_of(name, path)
+        stack = model.spatial_maps(task, n_positions=args.positions, seed=args.seed)
+        maps = stack.maps.double().numpy()
         active = ~constant_maps(maps)
         real = grid_scores(maps[active])
         null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed).items()}
@@ -60,6 +66,13 @@ def main() -> None:
             print(f"  {key}: active units > 0.3 {(real[key] > 0.3).mean():.1%}, their surrogates > 0.3 "
                   f"{(null[key] > 0.3).mean():.1%}; null 95th percentile {threshold:.3f}, units above it "
                   f"{above:.1%} +- {se:.1%}; mean rank among their own surrogates {rank:.3f} +- {rank_se:.3f}")
+        k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
+        dk = 2 * np.pi / (stack.extent[1] - stack.extent[0])
+        surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
+        units, iso = (np.nanmedian(angular_order(*power_spectra(m, stack.extent), k_star, dk), axis=0)
+                      for m in (maps[active], surrogates))
+        print(f"  angular order on the k* = {k_star:.2f} rad/m ring, m = 2 / 4 / 6: units "
+              f"{' / '.join(f'{v:.2f}' for v in units)}, surrogates {' / '.join(f'{v:.2f}' for v in iso)}")
 
 
 if __name__ == "__main__":

@@ -133,10 +133,11 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
                             ("dead_fraction", "--")):
                 if key in c:
                     axes[0].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
-            if "median_score_60" in c:
-                axes[1].plot(c["step"], c["median_score_60"], marker=".", label=f"{tag}: median score_60")
+            for key, ls in (("median_score_60", "-"), ("angular_order_2", "--"), ("angular_order_6", ":")):
+                if key in c:   # angular order on the k* ring: bands (m = 2) come before hexagons (m = 6)
+                    axes[1].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
         axes[0].set(xlabel="training step", ylabel="fraction of units", title="Emergence during training")
-        axes[1].set(xlabel="training step", ylabel="score_60", title="Median gridness during training")
+        axes[1].set(xlabel="training step", ylabel="median over units", title="Gridness and angular order during training")
         for ax in axes:
             ax.legend(fontsize=7)
         save(fig, "grid_emergence.png")

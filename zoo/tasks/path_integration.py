@@ -256,7 +256,9 @@ class PathIntegration(Task):
         the 95th percentile of their isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`;
         chance: 5%), the mean rank of a unit's score_60 among its own surrogates' (:func:`zoo.analysis.gridness.null_rank`;
         chance: 0.5), the median score_60, the fraction of
-        dead units (constant over the box: :func:`silent_units`), the median spacing of the grid units (score_60 > 0.3)
+        dead units (constant over the box: :func:`silent_units`), the medians over the active units of the angular
+        order of their power within one shell of k* (``angular_order_2/4/6``: bands, squares, hexagons;
+        :func:`zoo.analysis.spatial_spectra.angular_order`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
         metrics = super().evaluate(model, split, batch_size, max_batches)
@@ -278,17 +280,23 @@ class PathIntegration(Task):
     def _grid_metrics(self, model: torch.nn.Module, seed: int, n_positions: int | None = None) -> dict[str, float]:
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
         from zoo.analysis.gridness import grid_geometry, grid_scores, null_rank, null_threshold
-        from zoo.analysis.spatial_spectra import power_spectra, radial_profile, ring_radius
+        from zoo.analysis.pattern_formation import optimal_k
+        from zoo.analysis.spatial_spectra import angular_order, power_spectra, radial_profile, ring_radius
 
         stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
                                    seed=seed)
         scores = grid_scores(stack)
         s60 = scores["score_60"]
         spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
-        k, profile = radial_profile(*power_spectra(stack))
+        power, kx, ky = power_spectra(stack)
+        k, profile = radial_profile(power, kx, ky)
         grid = s60 > 0.3
         threshold, null = null_threshold(stack, seed=seed)
         active = np.isfinite(null[:, 0])
+        order = [float("nan")] * 3   # on the DoG ring k*; Gaussian place cells have none
+        if self.place_cells.dog and active.any():
+            k_star = optimal_k(self.place_cells.sigma, self.place_cells.surround_scale)
+            order = np.nanmedian(angular_order(power[active], kx, ky, k_star, k[1]), axis=0)
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
                 "null_score_60_p95": threshold,
                 "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
@@ -296,4 +304,5 @@ class PathIntegration(Task):
                 "median_score_60": float(np.median(s60)),
                 "dead_fraction": float(1 - active.mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
-                "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0)))}
+                "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0))),
+                **{f"angular_order_{m}": float(v) for m, v in zip((2, 4, 6), order)}}
