@@ -431,10 +431,11 @@ def null_rank(scores, null) -> tuple[float, float]:
     surrogates' (a stationary field with no preferred direction), so its rank is uniform on
     ``{0, 1/K, ..., 1}``: mean 0.5, variance ``(K + 2) / (12 K)``. ``chance_se`` is the standard error
     of the mean over the U maps with a null, ``sqrt((K + 2) / (12 K U))``, treating maps as
-    independent. NaN, NaN when no map has a null."""
+    independent (ties only shrink the variance, so it is an upper bound; amplitude-adjusted
+    surrogates are exchangeable with the map only approximately). NaN, NaN when no map has a null."""
     scores, null = np.asarray(scores, dtype=float), np.asarray(null, dtype=float)
-    if null.ndim != 2 or scores.shape != null.shape[:1]:
-        raise ValueError(f"need scores [U] and null [U, K], got {scores.shape} and {null.shape}")
+    if null.ndim != 2 or scores.shape != null.shape[:1] or null.shape[1] < 1:
+        raise ValueError(f"need scores [U] and a null [U, K] with K >= 1, got {scores.shape} and {null.shape}")
     rows = np.isfinite(null).all(1) & np.isfinite(scores)
     u, k = int(rows.sum()), null.shape[1]
     if u == 0:

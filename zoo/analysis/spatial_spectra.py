@@ -121,7 +121,11 @@ def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: flo
     isotropic power gives values of order ``1 / sqrt(number of wave vectors on the ring)``. The
     square Fourier lattice has four-fold symmetry, so ``m = 2`` and ``m = 6`` of evenly spread power
     vanish and ``m = 4`` need not. In Sorscher et al.'s pattern formation the maps pass through a
-    stripe stage before the hexagonal one. NaN for maps with no power on the ring."""
+    stripe stage before the hexagonal one. NaN for maps with no power on the ring. Needs a square
+    Fourier lattice (equal spacing in kx and ky: square bins of a square box), whose symmetry those
+    zeros rely on."""
+    if not _square_lattice(kx, ky):
+        raise ValueError("angular_order needs a square Fourier lattice (equal kx and ky spacing)")
     power = np.asarray(power, dtype=np.float64)
     if power.ndim == 2:
         power = power[None]
@@ -134,11 +138,31 @@ def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: flo
         return np.where(total > 0, harmonics / total, np.nan)
 
 
+def _square_lattice(kx: np.ndarray, ky: np.ndarray) -> bool:
+    dkx, dky = np.diff(kx).max(initial=0), np.diff(ky).max(initial=0)
+    return bool(dkx > 0 and np.isclose(dkx, dky))
+
+
+def median_angular_order(maps, extent=None, radius: float | None = None,
+                         orders: tuple[int, ...] = (2, 4, 6)) -> np.ndarray:
+    """``[len(orders)]``: medians over ``maps`` of :func:`angular_order` on the ring ``radius`` +- one
+    lattice spacing (default: the maps' mean ring, :func:`ring_radius`). NaN for an order when no
+    map has power on the ring, and for every order when the Fourier lattice is not square."""
+    power, kx, ky = power_spectra(maps, extent)
+    if not _square_lattice(kx, ky):
+        return np.full(len(orders), np.nan)
+    k, profile = radial_profile(power, kx, ky)
+    radius = float(ring_radius(k, np.nanmean(profile, axis=0))) if radius is None else radius
+    order = angular_order(power, kx, ky, radius, k[1], orders)
+    return np.array([np.median(column[np.isfinite(column)]) if np.isfinite(column).any() else np.nan
+                     for column in order.T])
+
+
 @register_analysis("spectrum", protocol=SpatialMaps, version="2", quick_params={"n_positions": 20_000})
 def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
     """Radially averaged power spectrum of a model's spatial maps: ring radius, power near it, and
     the median angular order of the power on that ring (m = 2 bands, 4 squares, 6 hexagons;
-    :func:`angular_order`).
+    :func:`median_angular_order`).
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them."""
     import inspect
@@ -161,9 +185,7 @@ def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> Anal
         f"lattice_spacing_rad_per_{unit}": dk,
         "median_power_fraction_near_ring": float(np.nanmedian(fraction)) if np.isfinite(fraction).any() else 0.0,
     }
-    order = angular_order(power, kx, ky, radius, dk)
-    for m, values in zip((2, 4, 6), order.T):
-        if np.isfinite(values).any():
-            summary[f"median_angular_order_{m}"] = float(np.nanmedian(values))
-    return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile, "unit_ring_radius": per_unit,
-                                                   "power_fraction": fraction, "angular_order": order})
+    order = median_angular_order(stack, radius=radius)
+    summary.update({f"median_angular_order_{m}": float(v) for m, v in zip((2, 4, 6), order) if np.isfinite(v)})
+    return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile,
+                                                   "unit_ring_radius": per_unit, "power_fraction": fraction})

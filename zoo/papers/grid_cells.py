@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.gridness import null_rank
 from ..report import Row, Section, analysis_results, at_least, at_most, register_section, verdict
 
 NAME = "path-integration/rnn-relu"
@@ -39,6 +38,8 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     """A shipped network's card, ratemaps, gridness and spectrum: the ``gridness`` and
     ``spectrum`` analyses' results, read through the bench's runner and cache."""
     import zoo
+    from zoo.analysis.pattern_formation import optimal_k
+    from zoo.registry import task as entry_task
     from zoo.tasks.path_integration import silent_units
 
     grid = analysis_results("gridness", name, quick)
@@ -47,10 +48,12 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
         from zoo.registry import missing_weights_message
 
         raise FileNotFoundError(missing_weights_message(name))
-    g, sp = grid[name].arrays, spectrum[name].arrays
+    g, sp, summary = grid[name].arrays, spectrum[name].arrays, grid[name].summary
+    cells = entry_task(name).place_cells                  # the place cells it was trained with
     return {"card": zoo.card(name), "maps": g["maps"], "active": ~silent_units(g["maps"]), "score_60": g["score_60"],
-            "sac": g["sac"], "null": g["null_score_60"], "null_p95": grid[name].summary.get("null_score_60_p95"),
-            "extent": g["extent"],
+            "sac": g["sac"], "null": g["null_score_60"], "null_p95": summary.get("null_score_60_p95"),
+            "null_rank": (summary.get("null_rank_60", float("nan")), summary.get("null_rank_60_se", float("nan"))),
+            "extent": g["extent"], "k_star": optimal_k(cells.sigma, cells.surround_scale),
             "k": sp["k"], "profile": sp["mean_profile"]}
 
 
@@ -245,7 +248,7 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
                         f"non-constant unit (its values and radial spectrum, power spread evenly within each shell); "
                         f"{(null > 0.3).mean():.0%} of the surrogates score > 0.3",
                         "match" if grids == (tag == "ReLU") else "differs"))
-        rank, se = null_rank(net["score_60"], net["null"])   # a population shift, which single units can miss
+        rank, se = net["null_rank"]   # a population shift, which single units can miss (gridness.null_rank)
         rows.append(Row(f"{tag} network: mean rank of a unit's score_60 among its own surrogates'",
                         f"{rank:.3f} +- {se:.3f}", "> 0.5 + 3 s.e. for grids" if tag == "ReLU" else "no grids",
                         f"over the {int(active.sum())} active units, {net['null'].shape[1]} surrogates each; 0.5 at "
@@ -262,23 +265,21 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
     return rows
 
 
-def _order_rows(nets: dict[str, dict], k_star: float) -> list[Row]:
-    """Which symmetry the units' power has on the k* ring (:func:`zoo.analysis.spatial_spectra.angular_order`:
-    m = 2 bands, 4 squares, 6 hexagons), medians over the active units, beside their isotropic
-    surrogates'; the stage of pattern formation the network reached (stripes come before hexagons)."""
+def _order_rows(nets: dict[str, dict]) -> list[Row]:
+    """Which symmetry the units' power has on the k* ring of their own place cells
+    (:func:`zoo.analysis.spatial_spectra.median_angular_order`: m = 2 bands, 4 squares, 6 hexagons),
+    medians over the active units, beside their isotropic surrogates'; the stage of pattern
+    formation the network reached (the ReLU networks' bands are a stripe stage, README)."""
     from zoo.analysis.gridness import isotropic_surrogates
-    from zoo.analysis.spatial_spectra import angular_order, power_spectra
+    from zoo.analysis.spatial_spectra import median_angular_order
 
     rows = []
     for name, net in nets.items():
-        maps = net["maps"][net["active"]].astype(np.float64)
+        maps, extent, k_star = net["maps"][net["active"]].astype(np.float64), tuple(net["extent"]), net["k_star"]
         if not len(maps):
             continue
-        extent = tuple(float(e) for e in net["extent"])
-        dk = 2 * np.pi / (extent[1] - extent[0])                      # one shell
-        m2, m4, m6 = np.nanmedian(angular_order(*power_spectra(maps, extent), k_star, dk), axis=0)
-        surrogates = isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:])
-        iso = np.nanmedian(angular_order(*power_spectra(surrogates, extent), k_star, dk), axis=0)
+        m2, m4, m6 = median_angular_order(maps, extent, k_star)
+        iso = median_angular_order(isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:]), extent, k_star)
         hexagonal = m6 > max(m2, m4) and m6 > iso[2]
         relu = name == NAME
         rows.append(Row(f"{'ReLU' if relu else 'tanh'} network: angular order on the k* ring, m = 2 / 4 / 6",
@@ -324,7 +325,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
         Row("Sanger hierarchy: spacings in learning order (m)",
             ", ".join("-" if not np.isfinite(s) else f"{s:.2f}" for s in pf["sanger_spacing"]),
             "increasing spacing", "several maps orthogonalised in learning order"),
-    ] + _network_rows(nets) + _order_rows(nets, k_star)
+    ] + _network_rows(nets) + _order_rows(nets)
     text = ("Network rows give the cards' metrics (fresh ratemaps, `zoo eval`); the figures are views of the "
             "`gridness` and `spectrum` analyses (`zoo bench gridness spectrum`).")
     figures = _figures(out_dir / "grid-cells", nets, theory, pf)

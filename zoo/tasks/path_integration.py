@@ -75,10 +75,11 @@ class PlaceCells:
         if not torch.isfinite(pos).all():
             raise ValueError("positions hold NaN or inf")
         flat = pos.reshape(-1, 2).float()
-        out = torch.empty(len(flat), self.n)
+        out = flat.new_empty(len(flat), self.n)
         # In blocks of rows whose temporaries stay in cache: each row's code is computed on its own,
-        # so the numbers are bit for bit those of one pass over the batch, 1.7x sooner (a training
-        # batch of 200 x 20 positions; its ~20 passes over [4000, 512] arrays are memory-bound).
+        # so the numbers are bit for bit those of one pass over the batch, sooner (a training batch
+        # of 200 x 20 positions makes ~20 memory-bound passes over [4000, 512] arrays; the ratio:
+        # benches/bench_grid_training.py).
         for start in range(0, len(flat), _ROWS_PER_BLOCK):
             out[start:start + _ROWS_PER_BLOCK] = self._code(flat[start:start + _ROWS_PER_BLOCK])
         return out.reshape(*pos.shape[:-1], self.n)
@@ -273,7 +274,9 @@ class PathIntegration(Task):
         metrics["decoding_positions"] = len(per_batch) * batch_size * self.sequence_length
         if gridness and hasattr(model, "spatial_maps"):
             draws = [self._grid_metrics(model, self.seed + _SPLIT_OFFSET[split] + 7 + d) for d in range(ratemap_draws)]
-            metrics.update({k: float(np.nanmean([d[k] for d in draws])) for k in draws[0]})
+            for key in draws[0]:   # the mean over the draws where it is defined (NaN if none)
+                values = np.array([d[key] for d in draws], dtype=float)
+                metrics[key] = float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else float("nan")
             metrics["ratemap_draws"] = ratemap_draws
         return metrics
 
@@ -281,22 +284,21 @@ class PathIntegration(Task):
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
         from zoo.analysis.gridness import grid_geometry, grid_scores, null_rank, null_threshold
         from zoo.analysis.pattern_formation import optimal_k
-        from zoo.analysis.spatial_spectra import angular_order, power_spectra, radial_profile, ring_radius
+        from zoo.analysis.spatial_spectra import median_angular_order, power_spectra, radial_profile, ring_radius
 
         stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
                                    seed=seed)
         scores = grid_scores(stack)
         s60 = scores["score_60"]
         spacing = grid_geometry(scores["sac"], (self.extent[1] - self.extent[0]) / self.ratemap_bins)["spacing"]
-        power, kx, ky = power_spectra(stack)
-        k, profile = radial_profile(power, kx, ky)
+        k, profile = radial_profile(*power_spectra(stack))
         grid = s60 > 0.3
         threshold, null = null_threshold(stack, seed=seed)
         active = np.isfinite(null[:, 0])
         order = [float("nan")] * 3   # on the DoG ring k*; Gaussian place cells have none
         if self.place_cells.dog and active.any():
             k_star = optimal_k(self.place_cells.sigma, self.place_cells.surround_scale)
-            order = np.nanmedian(angular_order(power[active], kx, ky, k_star, k[1]), axis=0)
+            order = median_angular_order(stack.maps.numpy()[active], stack.extent, k_star)
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
                 "null_score_60_p95": threshold,
                 "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
