@@ -121,9 +121,11 @@ def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: flo
     isotropic power gives values of order ``1 / sqrt(number of wave vectors on the ring)``. The
     square Fourier lattice has four-fold symmetry, so ``m = 2`` and ``m = 6`` of evenly spread power
     vanish and ``m = 4`` need not. In Sorscher et al.'s pattern formation the maps pass through a
-    stripe stage before the hexagonal one. NaN for maps with no power on the ring. Needs a square
-    Fourier lattice (equal spacing in kx and ky: square bins of a square box), whose symmetry those
-    zeros rely on."""
+    stripe stage before the hexagonal one. NaN for maps with no power on the ring, and for orders
+    ``m >= N / 2`` where the ring holds wave vectors in only ``N`` directions: there harmonic ``m``
+    aliases ``N - m`` (the lowest shell's 8 directions, 45 degrees apart, cannot tell m = 6 from
+    m = 2). Needs a square Fourier lattice (equal spacing in kx and ky: square bins of a square
+    box), whose symmetry those zeros rely on."""
     if not _square_lattice(kx, ky):
         raise ValueError("angular_order needs a square Fourier lattice (equal kx and ky spacing)")
     power = np.asarray(power, dtype=np.float64)
@@ -134,8 +136,9 @@ def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: flo
     p, theta = power[:, on_ring], np.arctan2(ky[:, None], kx[None, :])[on_ring]
     harmonics = np.abs(p @ np.exp(1j * np.outer(theta, orders)))
     total = p.sum(1, keepdims=True)
+    resolved = 2 * np.asarray(orders) < len(np.unique(np.round(theta, 9)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, harmonics / total, np.nan)
+        return np.where((total > 0) & resolved, harmonics / total, np.nan)
 
 
 def _square_lattice(kx: np.ndarray, ky: np.ndarray) -> bool:
