@@ -161,7 +161,7 @@ def median_angular_order(maps, extent=None, radius: float | None = None,
                      for column in order.T])
 
 
-@register_analysis("spectrum", protocol=SpatialMaps, version="2", quick_params={"n_positions": 20_000})
+@register_analysis("spectrum", protocol=SpatialMaps, version="3", quick_params={"n_positions": 20_000})
 def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> AnalysisResult:
     """Radially averaged power spectrum of a model's spatial maps: ring radius, power near it, and
     the median angular order of the power on that ring (m = 2 bands, 4 squares, 6 hexagons;
