@@ -14,8 +14,9 @@ in :mod:`zoo.analysis.pattern_formation`, beside PAPERS.md and issue 13's target
   peak of its maps' spectrum, each target beside its value with a verdict.
 
 Figures: ratemaps and autocorrelograms of the best and of typical units of both networks, their
-gridness histograms, their spectra against the DoG ring, the emergence curves logged during
-training, the place-cell spectrum with its ring, pattern-formation maps.
+gridness histograms, their spectra against the DoG ring, the symmetry of each unit's power on the
+k* ring (bands against hexagons), the emergence curves logged during training, the place-cell
+spectrum with its ring, pattern-formation maps.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     """A shipped network's card, ratemaps, gridness and spectrum: the ``gridness`` and
     ``spectrum`` analyses' results, read through the bench's runner and cache."""
     import zoo
+    from zoo.analysis.gridness import isotropic_surrogates
     from zoo.analysis.pattern_formation import optimal_k
+    from zoo.analysis.spatial_spectra import angular_order, power_spectra
     from zoo.registry import task as entry_task
     from zoo.tasks.path_integration import silent_units
 
@@ -50,10 +53,15 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
         raise FileNotFoundError(missing_weights_message(name))
     g, sp, summary = grid[name].arrays, spectrum[name].arrays, grid[name].summary
     cells = entry_task(name).place_cells                  # the place cells it was trained with
-    return {"card": zoo.card(name), "maps": g["maps"], "active": ~silent_units(g["maps"]), "score_60": g["score_60"],
+    k_star, active = optimal_k(cells.sigma, cells.surround_scale), ~silent_units(g["maps"])
+    maps, extent = g["maps"][active].astype(np.float64), tuple(float(e) for e in g["extent"])
+    surrogates = isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:])
+    return {"card": zoo.card(name), "maps": g["maps"], "active": active, "score_60": g["score_60"],
             "sac": g["sac"], "null": g["null_score_60"], "null_p95": summary.get("null_score_60_p95"),
             "null_rank": (summary.get("null_rank_60", float("nan")), summary.get("null_rank_60_se", float("nan"))),
-            "extent": g["extent"], "k_star": optimal_k(cells.sigma, cells.surround_scale),
+            "k_star": k_star,   # angular order on the k* ring of each active unit and of 2 surrogates of it, [U, 3]
+            "order": angular_order(*power_spectra(maps, extent), k_star, 2 * np.pi / (extent[1] - extent[0])),
+            "surrogate_order": angular_order(*power_spectra(surrogates, extent), k_star, 2 * np.pi / (extent[1] - extent[0])),
             "k": sp["k"], "profile": sp["mean_profile"]}
 
 
@@ -124,6 +132,18 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
     ax.set(xlabel="|k| (rad/m)", ylabel="radially averaged power (max 1)", title="Learned maps' spectrum and the DoG ring")
     ax.legend(fontsize=7)
     save(fig, "grid_learned_spectrum.png")
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))   # each unit's symmetry on the k* ring: bands, squares or hexagons
+    for (name, net), colour in zip(nets.items(), ("tab:blue", "tab:orange")):
+        tag, units, iso = name.split("/")[1], net["order"], net["surrogate_order"]
+        ax.scatter(iso[:, 0], iso[:, 2], s=5, color=colour, alpha=0.2, marker="x", label=f"{tag}: isotropic surrogates")
+        ax.scatter(units[:, 0], units[:, 2], s=7, color=colour, alpha=0.7, label=f"{tag}: active units")
+    ax.annotate("hexagons", (0.05, 0.9), fontsize=8)
+    ax.annotate("bands (one plane wave)", (0.62, 0.97), fontsize=8)
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="m = 2 order (bands)", ylabel="m = 6 order (hexagons)",
+           title="Symmetry of each unit's power on the k* ring")
+    ax.legend(fontsize=7, loc="lower right")
+    save(fig, "grid_angular_order.png")
 
     curves = {name: net["card"].get("probes") for name, net in nets.items()}
     if any(c and len(c.get("step", [])) > 1 for c in curves.values()):  # emergence curves logged during training
@@ -267,26 +287,25 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
 
 def _order_rows(nets: dict[str, dict]) -> list[Row]:
     """Which symmetry the units' power has on the k* ring of their own place cells
-    (:func:`zoo.analysis.spatial_spectra.median_angular_order`: m = 2 bands, 4 squares, 6 hexagons),
+    (:func:`zoo.analysis.spatial_spectra.angular_order`: m = 2 bands, 4 squares, 6 hexagons),
     medians over the active units, beside their isotropic surrogates'; the stage of pattern
     formation the network reached (the ReLU networks' bands are a stripe stage, README)."""
-    from zoo.analysis.gridness import isotropic_surrogates
-    from zoo.analysis.spatial_spectra import median_angular_order
+
+    def medians(order):   # over the units with power on the ring; NaN where no unit has any
+        return [np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in order.T]
 
     rows = []
     for name, net in nets.items():
-        maps, extent, k_star = net["maps"][net["active"]].astype(np.float64), tuple(net["extent"]), net["k_star"]
-        if not len(maps):
+        if not len(net["order"]):
             continue
-        m2, m4, m6 = median_angular_order(maps, extent, k_star)
-        iso = median_angular_order(isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:]), extent, k_star)
+        (m2, m4, m6), iso = medians(net["order"]), medians(net["surrogate_order"])
         hexagonal = m6 > max(m2, m4) and m6 > iso[2]
         relu = name == NAME
         rows.append(Row(f"{'ReLU' if relu else 'tanh'} network: angular order on the k* ring, m = 2 / 4 / 6",
                         f"{m2:.2f} / {m4:.2f} / {m6:.2f}", "m = 6 highest (hexagons)" if relu else "not hexagonal",
-                        f"medians over the {len(maps)} active units of abs(sum P(k) e^(i m theta)) / sum P(k) within one "
-                        f"shell of k* = {k_star:.2f} rad/m: bands give m = 2 near 1, squares m = 4, hexagons m = 6 "
-                        f"(m = 2 near 0); their isotropic surrogates {iso[0]:.2f} / {iso[1]:.2f} / {iso[2]:.2f}",
+                        f"medians over the {len(net['order'])} active units of abs(sum P(k) e^(i m theta)) / sum P(k) "
+                        f"within one shell of k* = {net['k_star']:.2f} rad/m: bands give m = 2 near 1, squares m = 4, "
+                        f"hexagons m = 6 (m = 2 near 0); their isotropic surrogates {iso[0]:.2f} / {iso[1]:.2f} / {iso[2]:.2f}",
                         "match" if hexagonal == relu else "differs"))
     return rows
 
