@@ -27,7 +27,7 @@ import zoo.checkpoint
 import zoo.registry
 from zoo.analysis.gridness import constant_maps, grid_scores, isotropic_surrogates, null_rank, null_scores
 from zoo.analysis.pattern_formation import optimal_k
-from zoo.analysis.spatial_spectra import median_angular_order
+from zoo.analysis.spatial_spectra import median_angular_order, ring_angular_order
 from zoo.tasks import get_task
 
 
@@ -68,7 +68,7 @@ def main() -> None:
                   f"{above:.1%} +- {se:.1%}; mean rank among their own surrogates {rank:.3f} +- {rank_se:.3f}")
         k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
         surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
-        units, iso = (median_angular_order(m, stack.extent, k_star) for m in (maps[active], surrogates))
+        units, iso = (median_angular_order(ring_angular_order(m, stack.extent, k_star)) for m in (maps[active], surrogates))
         print(f"  angular order on the k* = {k_star:.2f} rad/m ring, m = 2 / 4 / 6: units "
               f"{' / '.join(f'{v:.2f}' for v in units)}, surrogates {' / '.join(f'{v:.2f}' for v in iso)}")
 

@@ -146,17 +146,23 @@ def _square_lattice(kx: np.ndarray, ky: np.ndarray) -> bool:
     return bool(dkx > 0 and np.isclose(dkx, dky))
 
 
-def median_angular_order(maps, extent=None, radius: float | None = None,
-                         orders: tuple[int, ...] = (2, 4, 6)) -> np.ndarray:
-    """``[len(orders)]``: medians over ``maps`` of :func:`angular_order` on the ring ``radius`` +- one
-    lattice spacing (default: the maps' mean ring, :func:`ring_radius`). NaN for an order when no
-    map has power on the ring, and for every order when the Fourier lattice is not square."""
+def ring_angular_order(maps, extent=None, radius: float | None = None,
+                       orders: tuple[int, ...] = (2, 4, 6)) -> np.ndarray:
+    """``[U, len(orders)]``: :func:`angular_order` of each of ``maps`` on the ring ``radius`` +- one
+    lattice spacing (default radius: the maps' mean ring, :func:`ring_radius`); all NaN when the
+    Fourier lattice is not square."""
     power, kx, ky = power_spectra(maps, extent)
     if not _square_lattice(kx, ky):
-        return np.full(len(orders), np.nan)
+        return np.full((len(power), len(orders)), np.nan)
     k, profile = radial_profile(power, kx, ky)
     radius = float(ring_radius(k, np.nanmean(profile, axis=0))) if radius is None else radius
-    order = angular_order(power, kx, ky, radius, k[1], orders)
+    return angular_order(power, kx, ky, radius, k[1], orders)
+
+
+def median_angular_order(order: np.ndarray) -> np.ndarray:
+    """``[len(orders)]``: medians over maps of ``order [U, len(orders)]`` (:func:`ring_angular_order`),
+    over the maps where it is defined; NaN for an order defined for none."""
+    order = np.atleast_2d(order)
     return np.array([np.median(column[np.isfinite(column)]) if np.isfinite(column).any() else np.nan
                      for column in order.T])
 
@@ -188,7 +194,7 @@ def spectrum(model, task, *, n_positions: int = 200_000, bins: int = 20) -> Anal
         f"lattice_spacing_rad_per_{unit}": dk,
         "median_power_fraction_near_ring": float(np.nanmedian(fraction)) if np.isfinite(fraction).any() else 0.0,
     }
-    order = median_angular_order(stack, radius=radius)
+    order = median_angular_order(ring_angular_order(stack, radius=radius))
     summary.update({f"median_angular_order_{m}": float(v) for m, v in zip((2, 4, 6), order) if np.isfinite(v)})
     return AnalysisResult(summary=summary, arrays={"k": k, "mean_profile": mean_profile,
                                                    "unit_ring_radius": per_unit, "power_fraction": fraction})

@@ -41,7 +41,7 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     import zoo
     from zoo.analysis.gridness import isotropic_surrogates
     from zoo.analysis.pattern_formation import optimal_k
-    from zoo.analysis.spatial_spectra import angular_order, power_spectra
+    from zoo.analysis.spatial_spectra import ring_angular_order
     from zoo.registry import task as entry_task
     from zoo.tasks.path_integration import silent_units
 
@@ -60,8 +60,7 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
             "sac": g["sac"], "null": g["null_score_60"], "null_p95": summary.get("null_score_60_p95"),
             "null_rank": (summary.get("null_rank_60", float("nan")), summary.get("null_rank_60_se", float("nan"))),
             "k_star": k_star,   # angular order on the k* ring of each active unit and of 2 surrogates of it, [U, 3]
-            "order": angular_order(*power_spectra(maps, extent), k_star, 2 * np.pi / (extent[1] - extent[0])),
-            "surrogate_order": angular_order(*power_spectra(surrogates, extent), k_star, 2 * np.pi / (extent[1] - extent[0])),
+            "order": ring_angular_order(maps, extent, k_star), "surrogate_order": ring_angular_order(surrogates, extent, k_star),
             "k": sp["k"], "profile": sp["mean_profile"]}
 
 
@@ -287,18 +286,16 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
 
 def _order_rows(nets: dict[str, dict]) -> list[Row]:
     """Which symmetry the units' power has on the k* ring of their own place cells
-    (:func:`zoo.analysis.spatial_spectra.angular_order`: m = 2 bands, 4 squares, 6 hexagons),
+    (:func:`zoo.analysis.spatial_spectra.ring_angular_order`: m = 2 bands, 4 squares, 6 hexagons),
     medians over the active units, beside their isotropic surrogates'; the stage of pattern
     formation the network reached (the ReLU networks' bands are a stripe stage, README)."""
-
-    def medians(order):   # over the units with power on the ring; NaN where no unit has any
-        return [np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in order.T]
+    from zoo.analysis.spatial_spectra import median_angular_order
 
     rows = []
     for name, net in nets.items():
         if not len(net["order"]):
             continue
-        (m2, m4, m6), iso = medians(net["order"]), medians(net["surrogate_order"])
+        (m2, m4, m6), iso = median_angular_order(net["order"]), median_angular_order(net["surrogate_order"])
         hexagonal = m6 > max(m2, m4) and m6 > iso[2]
         relu = name == NAME
         rows.append(Row(f"{'ReLU' if relu else 'tanh'} network: angular order on the k* ring, m = 2 / 4 / 6",

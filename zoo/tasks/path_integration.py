@@ -284,7 +284,8 @@ class PathIntegration(Task):
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
         from zoo.analysis.gridness import grid_geometry, grid_scores, null_rank, null_threshold
         from zoo.analysis.pattern_formation import optimal_k
-        from zoo.analysis.spatial_spectra import median_angular_order, power_spectra, radial_profile, ring_radius
+        from zoo.analysis.spatial_spectra import (median_angular_order, power_spectra, radial_profile, ring_angular_order,
+                                                 ring_radius)
 
         stack = model.spatial_maps(task=self, n_positions=n_positions or self.ratemap_positions, bins=self.ratemap_bins,
                                    seed=seed)
@@ -298,7 +299,7 @@ class PathIntegration(Task):
         order = [float("nan")] * 3   # on the DoG ring k*; Gaussian place cells have none
         if self.place_cells.dog and active.any():
             k_star = optimal_k(self.place_cells.sigma, self.place_cells.surround_scale)
-            order = median_angular_order(stack.maps.numpy()[active], stack.extent, k_star)
+            order = median_angular_order(ring_angular_order(stack.maps.numpy()[active], stack.extent, k_star))
         return {"grid_fraction_0.3": float(grid.mean()), "grid_fraction_0.8": float((s60 > 0.8).mean()),
                 "null_score_60_p95": threshold,
                 "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
