@@ -122,6 +122,22 @@ def test_loss_is_the_authors_cross_entropy(task):
     assert 0 < metrics["decoding_error_cm"] < 300
 
 
+def test_loss_is_float32_under_bf16_autocast(task):
+    """CPU autocast leaves log_softmax in bf16; the loss takes it in float32, so under bf16-mixed
+    it equals the float32 cross-entropy of the same (bf16) logits, well inside the loss's reducible
+    range (~0.1 nat); a bf16 log-softmax misses by ~3e-4 on a trained network."""
+    model = GridRNN(64, 512, seed=4)
+    with torch.no_grad():
+        model.decoder.mul_(20)   # logits of order 1, as in a trained network
+    batch = _batch(task, b=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = task.loss(model, batch)
+        logits = model(batch[0], batch[1])
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    exact = -(batch[2] * torch.log_softmax(logits.float(), -1)).sum(-1).mean()
+    assert loss.item() == pytest.approx(exact.item(), abs=1e-6)
+
+
 def test_step_reproduces_forward_exactly(task):
     model = GridRNN(48, 512, seed=2, init="identity")
     v, p0 = _batch(task, b=5)[:2]

@@ -224,14 +224,19 @@ class PathIntegration(Task):
         return model(batch[0], batch[1])
 
     def loss(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Cross-entropy ``-mean_{b,t} sum_j p_j log softmax(z)_j`` (one pass, ``log_softmax``)."""
+        """Cross-entropy ``-mean_{b,t} sum_j p_j log softmax(z)_j`` (one pass, ``log_softmax``).
+
+        The log-softmax is taken in float32 even when the logits come from a bf16 autocast region
+        (``--precision bf16-mixed``): on the CPU, autocast leaves ``log_softmax`` in bf16, whose
+        8-bit mantissa is coarse against the loss's whole reducible range (about 0.1 nat, from
+        ln 512 = 6.238 for uniform logits to the targets' entropy, 6.143 for the default cells)."""
         velocity, init_code, target, position = batch
         if target.shape[-1] != self.place_cells.n:
             raise ValueError(f"targets have {target.shape[-1]} cells, task has {self.place_cells.n}")
         logits = self.forward(model, batch)
         if logits.shape != target.shape:
             raise ValueError(f"model output {tuple(logits.shape)} does not match targets {tuple(target.shape)}")
-        loss = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+        loss = -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
         with torch.no_grad():
             decoded = self.place_cells.decode(logits.detach(), k=3)
             err_cm = 100.0 * (decoded - position).norm(dim=-1).mean()
