@@ -8,14 +8,16 @@ the map's values and radially averaged spectrum, no lattice). Prints, per score 
 the active units: the units above 0.3, the surrogates above 0.3, the surrogates' pooled 95th
 percentile and the units above it (+- its binomial standard error; chance is 5%), and the mean
 rank of a unit's score among its own surrogates' (+- its chance standard error; chance is 0.5;
-:func:`zoo.analysis.gridness.null_rank`). Then the angular order of the active units' power on the
-k* ring of the network's place cells (medians of m = 2 bands, 4 squares, 6 hexagons;
-:func:`zoo.analysis.spatial_spectra.angular_order`), the units' beside their surrogates'.
+:func:`zoo.analysis.gridness.null_rank`); the same again with every autocorrelogram's peak ellipse
+made a circle (:func:`zoo.analysis.gridness.ellipse_corrected`, the units' and the surrogates').
+Then the angular order of the active units' power on the k* ring of the network's place cells
+(medians of m = 2 bands, 4 squares, 6 hexagons; :func:`zoo.analysis.spatial_spectra.angular_order`),
+the units' beside their surrogates'.
 
     python experiments/gridness_null.py                       # the shipped ReLU and tanh networks
     python experiments/gridness_null.py path-integration/rnn-tanh=runs/path-integration__rnn-tanh/seed0/path-integration__rnn-tanh.h5
 
-About 20 s per 512-unit network on one core.
+About 40 s per 512-unit network on one core.
 """
 
 import argparse
@@ -55,17 +57,21 @@ def main() -> None:
         stack = model.spatial_maps(task, n_positions=args.positions, seed=args.seed)
         maps = stack.maps.double().numpy()
         active = ~constant_maps(maps)
-        real = grid_scores(maps[active])
-        null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed).items()}
         print(f"{spec}: {len(maps)} units, {active.sum()} active")
-        for key in ("score_60", "score_90"):
-            threshold = np.quantile(null[key], 0.95)
-            above = (real[key] > threshold).mean()
-            se = np.sqrt(above * (1 - above) / active.sum())
-            rank, rank_se = null_rank(real[key], null[key])
-            print(f"  {key}: active units > 0.3 {(real[key] > 0.3).mean():.1%}, their surrogates > 0.3 "
-                  f"{(null[key] > 0.3).mean():.1%}; null 95th percentile {threshold:.3f}, units above it "
-                  f"{above:.1%} +- {se:.1%}; mean rank among their own surrogates {rank:.3f} +- {rank_se:.3f}")
+        for ellipse in (False, True):   # raw, then ellipse-corrected autocorrelograms (units and surrogates alike)
+            real = grid_scores(maps[active], ellipse=ellipse)
+            null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed, ellipse=ellipse).items()}
+            for key in ("score_60", "score_90"):
+                threshold = np.quantile(null[key], 0.95)
+                above = (real[key] > threshold).mean()
+                se = np.sqrt(above * (1 - above) / active.sum())
+                rank, rank_se = null_rank(real[key], null[key])
+                print(f"  {key}{' ellipse-corrected' if ellipse else ''}: active units > 0.3 {(real[key] > 0.3).mean():.1%}, "
+                      f"> 0.8 {(real[key] > 0.8).mean():.1%}, their surrogates > 0.3 {(null[key] > 0.3).mean():.1%}; null 95th "
+                      f"percentile {threshold:.3f}, units above it {above:.1%} +- {se:.1%}; mean rank among their own "
+                      f"surrogates {rank:.3f} +- {rank_se:.3f}")
+            if ellipse:
+                print(f"  median axis ratio of the units' ellipses {np.nanmedian(real['axis_ratio']):.2f}")
         k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
         surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
         units, iso = (median_angular_order(ring_angular_order(m, stack.extent, k_star)) for m in (maps[active], surrogates))

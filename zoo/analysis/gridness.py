@@ -255,13 +255,15 @@ def _half_ring_operator(n: int, inner: float, outer: tuple[float, ...]):
 
 
 def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer=MASK_OUTER,
-                chunk: int = 128) -> dict[str, np.ndarray]:
+                chunk: int = 128, ellipse: bool = False) -> dict[str, np.ndarray]:
     """Gridness of every map in ``maps [U, n, n]`` (array, tensor or :class:`MapStack`).
 
     Returns ``score_60 [U]``, ``score_90 [U]`` (max over ring masks), ``mask_60 [U]``, ``mask_90 [U]``
-    (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. Units are processed in chunks of
-    ``chunk`` (small chunks keep the temporaries in cache: 4x faster than 512 here); every step
-    inside a chunk is a batched array operation.
+    (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. With ``ellipse``, the scores are those of
+    the ellipse-corrected autocorrelograms (:func:`ellipse_corrected`; ``sac`` stays the raw one) and
+    ``axis_ratio [U]`` is added. Units are processed in chunks of ``chunk`` (small chunks keep the
+    temporaries in cache: 4x faster than 512 here); every step inside a chunk is a batched array
+    operation.
     """
     maps = _as_stack(maps)
     n = maps.shape[1]
@@ -270,10 +272,15 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
     out: dict[str, list[np.ndarray]] = {"score_60": [], "score_90": [], "mask_60": [], "mask_90": [], "sac": []}
     for start in range(0, maps.shape[0], chunk):
         sacs = autocorrelograms(maps[start:start + chunk])
+        scored = sacs
+        if ellipse:
+            corrected = ellipse_corrected(sacs)
+            scored = corrected["sac"]
+            out.setdefault("axis_ratio", []).append(corrected["axis_ratio"])
         u = sacs.shape[0]
-        coeffs = (prefilter @ sacs @ prefilter.T).reshape(u, -1)     # spline coefficients [U, m^2]
+        coeffs = (prefilter @ scored @ prefilter.T).reshape(u, -1)   # spline coefficients [U, m^2]
         rotated = (op @ coeffs.T).reshape(len(pixels), len(ANGLES), u)  # [P_half, A, U]
-        flat = np.ascontiguousarray(sacs.reshape(u, -1)[:, pixels].T)   # [P_half, U]
+        flat = np.ascontiguousarray(scored.reshape(u, -1)[:, pixels].T)  # [P_half, U]
         s60, s90 = _scores_from(flat, rotated, masks, min_max)
         out["score_60"].append(s60.max(1))
         out["score_90"].append(s90.max(1))
@@ -294,7 +301,8 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     Returns ``spacing [U]`` (median distance of the peaks from the centre, in the units of
     ``bin_size``; NaN with fewer than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the
     smallest peak angle mod 60, counter-clockwise from +x with rows as +y, as in :func:`ratemaps`)
-    and ``n_found [U]``.
+    ``n_found [U]`` and ``peaks [U, n_peaks, 2]`` (each peak's ``(x, y)`` offset from the centre in
+    bins, nearest first; NaN where fewer were found).
     """
     sacs = np.asarray(sacs, dtype=np.float64)
     u, m, _ = sacs.shape
@@ -329,7 +337,51 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     orientation = np.where(found, angles, np.inf).min(1)
     spacing = np.where(n_found >= 3, spacing * bin_size, np.nan)
     orientation = np.where(n_found >= 3, orientation, np.nan)
-    return {"spacing": spacing, "orientation": orientation, "n_found": n_found}
+    peaks = np.stack([np.where(found, px, np.nan), np.where(found, py, np.nan)], axis=-1)
+    return {"spacing": spacing, "orientation": orientation, "n_found": n_found, "peaks": peaks}
+
+
+def ellipse_corrected(sacs: np.ndarray) -> dict[str, np.ndarray]:
+    """Autocorrelograms ``[U, m, m]`` with the ellipse through their six central peaks stretched
+    into a circle, the correction for sheared or compressed grids of Brandon et al. (Science 2011)
+    and Stensola et al. (Nature 2015).
+
+    For each SAC, the centred conic ``a x^2 + b x y + c y^2 = 1``, i.e. ``p^T A p = 1``, is fitted
+    by least squares to the six peaks of :func:`grid_geometry` (they come in pairs ``+-p``, so three
+    pairs fix it). If ``A`` is positive definite, with semi-axes ``r_min <= r_max``, the SAC is
+    resampled (bilinear, zero outside) under ``M = r_max A^(1/2)``, which maps the ellipse onto the
+    circle of radius ``r_max`` (the minor axis is stretched, the major one kept):
+    ``corrected(q) = sac(M^-1 q)``. Returns ``sac [U, m, m]`` (unchanged where no ellipse fits: fewer
+    than six peaks, or a conic that is not an ellipse), ``axis_ratio [U]`` (``r_min / r_max`` in
+    (0, 1]; NaN where none fits) and ``corrected [U]`` (bool).
+
+    Any lattice is a linear image of any other, so the correction can also raise the hexagonal score
+    of a square or noisy map whose six nearest peaks happen to lie on an ellipse: compare corrected
+    scores with corrected null scores (``grid_scores(..., ellipse=True)`` on the surrogates).
+    """
+    sacs = np.asarray(sacs, dtype=np.float64)
+    u, m, _ = sacs.shape
+    peaks = grid_geometry(sacs, n_peaks=6)["peaks"]                         # [U, 6, 2]
+    found = np.isfinite(peaks).all((1, 2))
+    x, y = np.nan_to_num(peaks[..., 0]), np.nan_to_num(peaks[..., 1])
+    design = np.stack([x * x, x * y, y * y], axis=-1)                         # [U, 6, 3]
+    conic = (np.linalg.pinv(design) @ np.ones((u, 6, 1)))[..., 0]             # [U, 3] least squares
+    a = np.stack([np.stack([conic[:, 0], conic[:, 1] / 2], -1),
+                  np.stack([conic[:, 1] / 2, conic[:, 2]], -1)], axis=-2)      # [U, 2, 2]
+    lam, vec = np.linalg.eigh(a)                                              # ascending eigenvalues
+    ok = found & (lam[:, 0] > 0)
+    lam = np.where(ok[:, None], lam, 1.0)
+    semi = 1.0 / np.sqrt(lam)                                                 # [U, 2]: r_max, r_min
+    # M^-1 = V diag(1 / (r_max sqrt(lam))) V^T, in (x, y) = (column, row) offsets; affine_grid's
+    # normalised coordinates scale both axes alike, so the same matrix serves there
+    inverse = vec @ (vec.transpose(0, 2, 1) / (semi[:, :1] * np.sqrt(lam))[..., None])
+    theta = torch.zeros(u, 2, 3, dtype=torch.float64)
+    theta[:, :, :2] = torch.from_numpy(inverse)
+    grid = torch.nn.functional.affine_grid(theta, [u, 1, m, m], align_corners=True)
+    resampled = torch.nn.functional.grid_sample(torch.from_numpy(sacs)[:, None], grid, mode="bilinear",
+                                                padding_mode="zeros", align_corners=True)[:, 0].numpy()
+    return {"sac": np.where(ok[:, None, None], resampled, sacs),
+            "axis_ratio": np.where(ok, semi[:, 1] / semi[:, 0], np.nan), "corrected": ok}
 
 
 # ----------------------------------------------------------------------------- the null distribution
@@ -384,12 +436,14 @@ def isotropic_surrogates(maps, n_surrogates: int = 20, seed: int = 0, chunk: int
     return out.reshape(u, n_surrogates, n, n)
 
 
-def null_scores(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False) -> dict[str, np.ndarray]:
+def null_scores(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False,
+                ellipse: bool = False) -> dict[str, np.ndarray]:
     """``score_60`` and ``score_90`` ``[U, n_surrogates]`` of each map's :func:`isotropic_surrogates`:
-    the gridness that maps with the same values and radial spectrum reach without a lattice."""
+    the gridness that maps with the same values and radial spectrum reach without a lattice (scored
+    as :func:`grid_scores` with ``min_max`` and ``ellipse``)."""
     surrogates = isotropic_surrogates(maps, n_surrogates, seed)
     u, s, n, _ = surrogates.shape
-    scores = grid_scores(surrogates.reshape(u * s, n, n), min_max=min_max)
+    scores = grid_scores(surrogates.reshape(u * s, n, n), min_max=min_max, ellipse=ellipse)
     return {key: scores[key].reshape(u, s) for key in ("score_60", "score_90")}
 
 
@@ -402,7 +456,7 @@ def constant_maps(maps, tol: float = 1e-6) -> np.ndarray:
 
 
 def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False,
-                   key: str = "score_60") -> tuple[float, np.ndarray]:
+                   key: str = "score_60", ellipse: bool = False) -> tuple[float, np.ndarray]:
     """``(threshold, null [U, n_surrogates])``: ``key`` of :func:`null_scores` for every map that is not
     constant (:func:`constant_maps`; rows of NaN for the constant ones), and their 95th percentile,
     pooled over maps (NaN when every map is constant).
@@ -416,7 +470,7 @@ def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = 
     if not varying.any():
         return float("nan"), null
     # surrogates of the whole stack, so a unit's null does not depend on which other units are constant
-    null[varying] = null_scores(maps, n_surrogates, seed, min_max)[key][varying]
+    null[varying] = null_scores(maps, n_surrogates, seed, min_max, ellipse)[key][varying]
     return float(np.nanquantile(null, 0.95)), null
 
 
@@ -451,13 +505,17 @@ def null_rank(scores, null) -> tuple[float, float]:
 @register_analysis("gridness", protocol=SpatialMaps, version="4", quick_params={"n_positions": 20_000})
 def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
              threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20,
-             n_surrogates: int = 20, null_seed: int = 0) -> AnalysisResult:
+             n_surrogates: int = 20, null_seed: int = 0, ellipse: bool = False) -> AnalysisResult:
     """Gridness (score_60, score_90; DeepMind's scorer) of every spatial map, with grid spacing, and
     against a null: the 95th percentile of score_60 over ``n_surrogates`` :func:`isotropic_surrogates`
     of every non-constant map, pooled (``null_score_60_p95``; :func:`null_threshold`), and the
     fraction of the non-constant maps above it (``grid_fraction_above_null``; chance: 5%), and the
     mean rank of each map's score_60 among its own surrogates' (``null_rank_60`` with its chance
     standard error ``null_rank_60_se``; chance: 0.5; :func:`null_rank`).
+
+    With ``ellipse`` every score, the maps' and the surrogates', is that of the ellipse-corrected
+    autocorrelogram (:func:`ellipse_corrected`), and ``median_axis_ratio`` (over the maps with an
+    ellipse) and ``axis_ratio [U]`` are added; spacing stays that of the raw autocorrelogram.
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them (ratemaps).
     """
@@ -467,7 +525,7 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
     options = {k: v for k, v in {"n_positions": n_positions, "bins": bins, "task": task}.items() if k in params}
     stack = model.spatial_maps(**options)
     maps = _as_stack(stack)
-    scores = grid_scores(maps, min_max=min_max)
+    scores = grid_scores(maps, min_max=min_max, ellipse=ellipse)
     n = maps.shape[-1]
     bin_size = (stack.extent[1] - stack.extent[0]) / n
     geom = grid_geometry(scores["sac"], bin_size)
@@ -483,7 +541,7 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
         "grid_fraction_0.8": float((s60 > threshold_strict).mean()),
         "n_grid_with_spacing": int(np.isfinite(spacing_grid).sum()),
     }
-    threshold, null = null_threshold(maps, n_surrogates, null_seed, min_max)
+    threshold, null = null_threshold(maps, n_surrogates, null_seed, min_max, ellipse=ellipse)
     if np.isfinite(threshold):  # of the non-constant maps, for which chance is 5%
         summary["null_score_60_p95"] = threshold
         summary["grid_fraction_above_null"] = float((s60 > threshold)[np.isfinite(null[:, 0])].mean())
@@ -493,4 +551,8 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
     arrays = {"score_60": s60, "score_90": scores["score_90"], "spacing": geom["spacing"],
               "orientation": geom["orientation"], "maps": maps.astype(np.float32),
               "sac": np.asarray(scores["sac"], dtype=np.float32), "null_score_60": null, "extent": np.asarray(stack.extent, dtype=float)}
+    if ellipse:
+        ratio = scores["axis_ratio"]
+        arrays["axis_ratio"] = ratio
+        summary["median_axis_ratio"] = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else float("nan")
     return AnalysisResult(summary=summary, arrays=arrays)

@@ -39,7 +39,7 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     """A shipped network's card, ratemaps, gridness and spectrum: the ``gridness`` and
     ``spectrum`` analyses' results, read through the bench's runner and cache."""
     import zoo
-    from zoo.analysis.gridness import isotropic_surrogates
+    from zoo.analysis.gridness import grid_scores, isotropic_surrogates, null_rank, null_threshold
     from zoo.analysis.pattern_formation import optimal_k
     from zoo.analysis.spatial_spectra import ring_angular_order
     from zoo.registry import task as entry_task
@@ -56,23 +56,37 @@ def _network(name: str, quick: bool) -> dict[str, Any]:
     k_star, active = optimal_k(cells.sigma, cells.surround_scale), ~silent_units(g["maps"])
     maps, extent = g["maps"][active].astype(np.float64), tuple(float(e) for e in g["extent"])
     surrogates = isotropic_surrogates(maps, 2, seed=0).reshape(-1, *maps.shape[1:])
+    # ellipse-corrected gridness (sheared lattices), against surrogates corrected the same way
+    corrected = grid_scores(g["maps"], ellipse=True)
+    threshold, null = null_threshold(g["maps"], g["null_score_60"].shape[1], seed=0, ellipse=True)
     return {"card": zoo.card(name), "maps": g["maps"], "active": active, "score_60": g["score_60"],
             "sac": g["sac"], "null": g["null_score_60"], "null_p95": summary.get("null_score_60_p95"),
             "null_rank": (summary.get("null_rank_60", float("nan")), summary.get("null_rank_60_se", float("nan"))),
             "k_star": k_star,   # angular order on the k* ring of each active unit and of 2 surrogates of it, [U, 3]
             "order": ring_angular_order(maps, extent, k_star), "surrogate_order": ring_angular_order(surrogates, extent, k_star),
-            "k": sp["k"], "profile": sp["mean_profile"]}
+            "k": sp["k"], "profile": sp["mean_profile"],
+            "ellipse": {"score_60": corrected["score_60"], "axis_ratio": corrected["axis_ratio"], "null_p95": threshold,
+                        "null": null, "rank": null_rank(corrected["score_60"], null)}}
 
 
-def _unit_panels(net: dict, units: np.ndarray, title: str):
-    """Ratemaps (top row) and autocorrelograms (bottom row) of ``units``, titled with score_60."""
+def _unit_panels(net: dict, units: np.ndarray, title: str, ellipse: bool = False):
+    """Ratemaps (top row) and autocorrelograms (bottom row) of ``units``, titled with score_60; with
+    ``ellipse`` a third row of the ellipse-corrected autocorrelograms, titled with their score_60."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(units), figsize=(1.75 * len(units), 3.8))
+    from zoo.analysis.gridness import ellipse_corrected
+
+    fig, axes = plt.subplots(3 if ellipse else 2, len(units), figsize=(1.75 * len(units), 5.6 if ellipse else 3.8),
+                             squeeze=False)
+    corrected = ellipse_corrected(net["sac"][units])["sac"] if ellipse and len(units) else None
     for c, u in enumerate(units):
         axes[0, c].imshow(net["maps"][u], origin="lower", cmap="jet")
         axes[0, c].set_title(f"unit {u}: {net['score_60'][u]:.2f}", fontsize=7)
         axes[1, c].imshow(net["sac"][u], origin="lower", cmap="viridis")
+        if corrected is not None:
+            axes[2, c].imshow(corrected[c], origin="lower", cmap="viridis")
+            axes[2, c].set_title(f"corr. {net['ellipse']['score_60'][u]:.2f}, "
+                                 f"axes {net['ellipse']['axis_ratio'][u]:.2f}", fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
@@ -104,6 +118,12 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
         typical = order[np.linspace(0, len(order) - 1, 8).round().astype(int)] if len(order) else order
         save(_unit_panels(net, typical, f"{name}: typical units (active units at evenly spaced score_60 quantiles)"),
              f"grid_{tag}_typical_units.png")
+        e = net["ellipse"]   # the units that pass the ellipse-corrected null, best first (sheared lattices)
+        passing = alive[e["score_60"][alive] > e["null_p95"]]
+        save(_unit_panels(net, passing[np.argsort(-e["score_60"][passing])][:8],
+                          f"{name}: the best of the {len(passing)} units above the ellipse-corrected null "
+                          "(rows: ratemap, SAC, SAC with its peaks' ellipse made a circle)", ellipse=True),
+             f"grid_{tag}_ellipse_units.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     bins = np.linspace(-1.5, 2.0, 50)
@@ -273,6 +293,7 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
                         f"over the {int(active.sum())} active units, {net['null'].shape[1]} surrogates each; 0.5 at "
                         "chance, +- its chance s.e.; below 0.5: the units are less hexagonal than random fields with "
                         "their spectra", "match" if (rank > 0.5 + 3 * se) == (tag == "ReLU") else "differs"))
+        rows.append(_ellipse_row(tag, net))
     if tanh is not None:  # the paper's claim: tanh units path-integrate but form no grids
         relu_grids, tanh_grids = float(m.get("grid_fraction_0.3", nan)), float(t.get("grid_fraction_0.3", nan))
         relu_cm, tanh_cm = float(m.get("decoding_error_cm", nan)), float(t.get("decoding_error_cm", nan))
@@ -282,6 +303,24 @@ def _network_rows(nets: dict[str, dict]) -> list[Row]:
                         "Match needs a decoding error within 2x (or 5 cm) of the ReLU network's and fewer grid units",
                         "match" if path_integrates(relu_cm, tanh_cm) and tanh_grids < relu_grids else "differs"))
     return rows
+
+
+def _ellipse_row(tag: str, net: dict) -> Row:
+    """Gridness of the ellipse-corrected autocorrelograms (:func:`zoo.analysis.gridness.ellipse_corrected`)
+    against the same correction of the surrogates: the fraction of active units above its 95th percentile."""
+    e, active = net["ellipse"], net["active"]
+    s60, ratio = e["score_60"][active], e["axis_ratio"][active]
+    above = float((s60 > e["null_p95"]).mean())
+    chance = 0.05 + 3 * np.sqrt(0.05 * 0.95 / active.sum())
+    rank, se = e["rank"]
+    return Row(f"{tag} network: ellipse-corrected score_60, fraction of active units above the corrected null "
+               f"(> {e['null_p95']:.2f})", round(above, 3),
+               f"> {chance:.3f} (5% + 3 s.d.)" if tag == "ReLU" else "no grids",
+               f"the ellipse through each SAC's six central peaks stretched to a circle (Brandon et al. 2011), "
+               f"surrogates alike; corrected score_60 > 0.3: {(s60 > 0.3).mean():.1%}, > 0.8: {(s60 > 0.8).mean():.1%}; "
+               f"mean rank {rank:.3f} +- {se:.3f}; median axis ratio {np.nanmedian(ratio):.2f}. Any lattice is a "
+               "linear image of a hexagonal one, so sheared hexagons and two-wave (rhombic or square) lattices both pass",
+               "match" if (above > chance) == (tag == "ReLU") else "differs")
 
 
 def _order_rows(nets: dict[str, dict]) -> list[Row]:
