@@ -172,7 +172,7 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
                 continue
             tag = name.split("/")[1]
             for key, ls in (("grid_fraction_0.3", "-"), ("grid_fraction_0.8", ":"), ("grid_fraction_above_null", "-."),
-                            ("dead_fraction", "--")):
+                            ("grid_fraction_ellipse_above_null", (0, (1, 3))), ("dead_fraction", "--")):
                 if key in c:
                     axes[0].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
             for key, ls in (("median_score_60", "-"), ("angular_order_2", "--"), ("angular_order_6", ":")):

@@ -261,7 +261,9 @@ class PathIntegration(Task):
         the fractions of units with score_60 above 0.3 and 0.8, the fraction of the active units above
         the 95th percentile of their isotropic surrogates' scores (:func:`zoo.analysis.gridness.null_threshold`;
         chance: 5%), the mean rank of a unit's score_60 among its own surrogates' (:func:`zoo.analysis.gridness.null_rank`;
-        chance: 0.5), the median score_60, the fraction of
+        chance: 0.5), the same fraction for the ellipse-corrected scores against equally corrected surrogates
+        (``grid_fraction_ellipse_above_null``: sheared lattices; :func:`zoo.analysis.gridness.ellipse_corrected`;
+        chance: 5%), the median score_60, the fraction of
         dead units (constant over the box: :func:`silent_units`), the medians over the active units of the angular
         order of their power within one shell of k* (``angular_order_2/4/6``: bands, squares, hexagons;
         :func:`zoo.analysis.spatial_spectra.angular_order`), the median spacing of the grid units (score_60 > 0.3)
@@ -301,6 +303,8 @@ class PathIntegration(Task):
         grid = s60 > 0.3
         threshold, null = null_threshold(stack, seed=seed)
         active = np.isfinite(null[:, 0])
+        corrected = grid_scores(stack, ellipse=True)["score_60"]   # sheared lattices, against corrected surrogates
+        corrected_threshold = null_threshold(stack, seed=seed, ellipse=True)[0]
         order = [float("nan")] * 3   # on the DoG ring k*; Gaussian place cells have none
         if self.place_cells.dog and active.any():
             k_star = optimal_k(self.place_cells.sigma, self.place_cells.surround_scale)
@@ -309,6 +313,8 @@ class PathIntegration(Task):
                 "null_score_60_p95": threshold,
                 "grid_fraction_above_null": float((s60[active] > threshold).mean()) if active.any() else 0.0,
                 "null_rank_60": null_rank(s60, null)[0],
+                "grid_fraction_ellipse_above_null":
+                    float((corrected[active] > corrected_threshold).mean()) if active.any() else 0.0,
                 "median_score_60": float(np.median(s60)),
                 "dead_fraction": float(1 - active.mean()),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
