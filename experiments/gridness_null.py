@@ -27,7 +27,7 @@ import numpy as np
 import zoo
 import zoo.checkpoint
 import zoo.registry
-from zoo.analysis.gridness import constant_maps, grid_scores, isotropic_surrogates, null_rank, null_scores
+from zoo.analysis.gridness import constant_maps, grid_geometry, grid_scores, isotropic_surrogates, null_rank, null_scores
 from zoo.analysis.pattern_formation import optimal_k
 from zoo.analysis.spatial_spectra import median_angular_order, ring_angular_order
 from zoo.tasks import get_task
@@ -70,8 +70,15 @@ def main() -> None:
                       f"> 0.8 {(real[key] > 0.8).mean():.1%}, their surrogates > 0.3 {(null[key] > 0.3).mean():.1%}; null 95th "
                       f"percentile {threshold:.3f}, units above it {above:.1%} +- {se:.1%}; mean rank among their own "
                       f"surrogates {rank:.3f} +- {rank_se:.3f}")
-            if ellipse:
-                print(f"  median axis ratio of the units' ellipses {np.nanmedian(real['axis_ratio']):.2f}")
+            if ellipse:   # the lattices that pass: their shortest and longest of the six central peak distances
+                passing = real["score_60"] > np.quantile(null["score_60"], 0.95)
+                bin_size = (stack.extent[1] - stack.extent[0]) / maps.shape[-1]
+                peaks = grid_geometry(real["sac"][passing], bin_size)["peaks"]
+                dist = np.hypot(peaks[..., 0], peaks[..., 1]) * bin_size
+                print(f"  median axis ratio of the units' ellipses {np.nanmedian(real['axis_ratio']):.2f}; of the "
+                      f"{passing.sum()} units above the corrected null: shortest peak distance "
+                      f"{np.nanmedian(np.nanmin(dist, 1)) if passing.any() else np.nan:.3f} m, longest "
+                      f"{np.nanmedian(np.nanmax(dist, 1)) if passing.any() else np.nan:.3f} m (medians)")
         k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
         surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
         units, iso = (median_angular_order(ring_angular_order(m, stack.extent, k_star)) for m in (maps[active], surrogates))
