@@ -308,3 +308,18 @@ def test_shipped_grid_networks_on_fresh_ratemaps():
     assert missed == KNOWN_GRID_SHORTFALLS, f"misses {sorted(missed)} of {sorted(TARGETS)}"
     relu_cm, tanh_cm = relu["decoding_error_cm"], fresh["path-integration/rnn-tanh"]["decoding_error_cm"]
     assert path_integrates(relu_cm, tanh_cm) == KNOWN_TANH_PATH_INTEGRATES, (relu_cm, tanh_cm)
+
+
+def test_gridness_analysis_ellipse_option(task):
+    """`zoo analyze gridness NAME --param ellipse=true`: every score and the null corrected, the axis
+    ratios added; the raw run is unchanged by the option's existence."""
+    from zoo.analysis.gridness import gridness
+
+    model = GridRNN(24, 512, seed=3)
+    raw = gridness(model, task, n_positions=4000, n_surrogates=4)
+    fixed = gridness(model, task, n_positions=4000, n_surrogates=4, ellipse=True)
+    assert "median_axis_ratio" not in raw.summary and "axis_ratio" not in raw.arrays
+    ratio = fixed.arrays["axis_ratio"]
+    assert ratio.shape == (24,) and ((ratio[np.isfinite(ratio)] > 0) & (ratio[np.isfinite(ratio)] <= 1)).all()
+    np.testing.assert_array_equal(fixed.arrays["maps"], raw.arrays["maps"])
+    assert not np.array_equal(fixed.arrays["score_60"], raw.arrays["score_60"])
