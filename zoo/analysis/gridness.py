@@ -19,7 +19,9 @@ along one axis and ``E_a`` the sparse spline evaluation at the rotated coordinat
 from scipy itself once per (size, angle), so all units rotate in one sparse matrix product and
 agree with ``scipy.ndimage.rotate`` to rounding.
 
-Spacing and orientation come from the SAC's local maxima (the six nearest to the centre).
+Spacing and orientation come from the SAC's local maxima (the six nearest to the centre). Sheared
+lattices, which the score misses, are scored after the ellipse through those six peaks is stretched
+into a circle (``ellipse=True``; :func:`ellipse_corrected`), against surrogates corrected alike.
 """
 
 from __future__ import annotations
