@@ -395,6 +395,9 @@ def test_ellipse_correction_restores_sheared_grids(maps):
     raw, fixed = G.grid_scores(sheared)["score_60"], G.grid_scores(sheared, ellipse=True)
     assert raw[-1] < 0.3 and (fixed["score_60"] > 1.4).all(), (raw, fixed["score_60"])
     np.testing.assert_allclose(fixed["axis_ratio"], ratios, atol=0.03)
+    for axis in (20, 60, 100, 140):   # compressed along `axis`: stretched at right angles to it
+        major = G.ellipse_corrected(G.autocorrelograms(sheared_hexagonal(0.65, math.radians(axis))[None]))["major_axis"][0]
+        assert min(abs(major - (axis + 90) % 180), 180 - abs(major - (axis + 90) % 180)) < 4, (axis, major)
     hexes = maps["hex"]
     plain, again = G.grid_scores(hexes)["score_60"], G.grid_scores(hexes, ellipse=True)
     np.testing.assert_allclose(again["score_60"], plain, atol=0.1)

@@ -263,7 +263,7 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
     Returns ``score_60 [U]``, ``score_90 [U]`` (max over ring masks), ``mask_60 [U]``, ``mask_90 [U]``
     (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. With ``ellipse``, the scores are those of
     the ellipse-corrected autocorrelograms (:func:`ellipse_corrected`; ``sac`` stays the raw one) and
-    ``axis_ratio [U]`` is added. Units are processed in chunks of ``chunk`` (small chunks keep the
+    its ``axis_ratio [U]`` and ``major_axis [U]`` are added. Units are processed in chunks of ``chunk`` (small chunks keep the
     temporaries in cache: 4x faster than 512 here); every step inside a chunk is a batched array
     operation.
     """
@@ -278,7 +278,8 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
         if ellipse:
             corrected = ellipse_corrected(sacs)
             scored = corrected["sac"]
-            out.setdefault("axis_ratio", []).append(corrected["axis_ratio"])
+            for key in ("axis_ratio", "major_axis"):
+                out.setdefault(key, []).append(corrected[key])
         u = sacs.shape[0]
         coeffs = (prefilter @ scored @ prefilter.T).reshape(u, -1)   # spline coefficients [U, m^2]
         rotated = (op @ coeffs.T).reshape(len(pixels), len(ANGLES), u)  # [P_half, A, U]
@@ -355,7 +356,9 @@ def ellipse_corrected(sacs: np.ndarray) -> dict[str, np.ndarray]:
     circle of radius ``r_max`` (the minor axis is stretched, the major one kept):
     ``corrected(q) = sac(M^-1 q)``. Returns ``sac [U, m, m]`` (unchanged where no ellipse fits: fewer
     than six peaks, or a conic that is not an ellipse), ``axis_ratio [U]`` (``r_min / r_max`` in
-    (0, 1]; NaN where none fits) and ``corrected [U]`` (bool).
+    (0, 1]; NaN where none fits), ``major_axis [U]`` (the direction of the ellipse's major axis, the
+    lattice's stretch, in degrees in [0, 180) counter-clockwise from +x with rows as +y; NaN where
+    none fits) and ``corrected [U]`` (bool).
 
     Any lattice is a linear image of any other, so the correction can also raise the hexagonal score
     of a square or noisy map whose six nearest peaks happen to lie on an ellipse: compare corrected
@@ -383,7 +386,9 @@ def ellipse_corrected(sacs: np.ndarray) -> dict[str, np.ndarray]:
     resampled = torch.nn.functional.grid_sample(torch.from_numpy(sacs)[:, None], grid, mode="bilinear",
                                                 padding_mode="zeros", align_corners=True)[:, 0].numpy()
     return {"sac": np.where(ok[:, None, None], resampled, sacs),
-            "axis_ratio": np.where(ok, semi[:, 1] / semi[:, 0], np.nan), "corrected": ok}
+            "axis_ratio": np.where(ok, semi[:, 1] / semi[:, 0], np.nan),
+            "major_axis": np.where(ok, np.degrees(np.arctan2(vec[:, 1, 0], vec[:, 0, 0])) % 180.0, np.nan),
+            "corrected": ok}
 
 
 # ----------------------------------------------------------------------------- the null distribution
