@@ -323,3 +323,20 @@ def test_gridness_analysis_ellipse_option(task):
     assert ratio.shape == (24,) and ((ratio[np.isfinite(ratio)] > 0) & (ratio[np.isfinite(ratio)] <= 1)).all()
     np.testing.assert_array_equal(fixed.arrays["maps"], raw.arrays["maps"])
     assert not np.array_equal(fixed.arrays["score_60"], raw.arrays["score_60"])
+
+
+def test_halton_centre_layout_is_more_even_than_uniform():
+    """centre_layout="halton": centres in the box, fixed by centre_seed, with a lower (centred L2)
+    discrepancy than the authors' uniform draw; unknown layouts raise."""
+    from scipy.stats import qmc
+
+    uniform, halton = PlaceCells(centre_seed=0), PlaceCells(centre_seed=0, centre_layout="halton")
+    assert halton.centres.shape == (512, 2) and (halton.centres.abs() <= 1.1).all()
+    assert torch.equal(halton.centres, PlaceCells(centre_seed=0, centre_layout="halton").centres)
+    assert not torch.equal(halton.centres, PlaceCells(centre_seed=1, centre_layout="halton").centres)
+    unit = lambda cells: cells.centres.double().numpy() / 2.2 + 0.5
+    assert qmc.discrepancy(unit(halton)) < 0.2 * qmc.discrepancy(unit(uniform))
+    task = PathIntegration(centre_layout="halton")
+    assert task.describe()["centre_layout"] == "halton" and torch.equal(task.place_cells.centres, halton.centres)
+    with pytest.raises(ValueError, match="centre_layout"):
+        PlaceCells(centre_layout="grid")
