@@ -76,15 +76,16 @@ def main() -> None:
                 peaks = grid_geometry(real["sac"][passing], bin_size)["peaks"]
                 dist = np.hypot(peaks[..., 0], peaks[..., 1]) * bin_size
                 # how alike their stretch directions are: axial data, so the mean resultant of 2 theta
-                axial = np.exp(2j * np.radians(real["major_axis"][passing]))
-                resultant = abs(axial.mean()) if passing.any() else np.nan
+                stretch = real["major_axis"][passing]
+                axial = np.exp(2j * np.radians(stretch[np.isfinite(stretch)]))   # those with an ellipse
+                resultant = abs(axial.mean()) if len(axial) else np.nan
                 print(f"  median axis ratio of the units' ellipses {np.nanmedian(real['axis_ratio']):.2f}; of the "
                       f"{passing.sum()} units above the corrected null: shortest peak distance "
                       f"{np.nanmedian(np.nanmin(dist, 1)) if passing.any() else np.nan:.3f} m, longest "
                       f"{np.nanmedian(np.nanmax(dist, 1)) if passing.any() else np.nan:.3f} m (medians); stretch "
-                      f"direction {np.degrees(np.angle(axial.mean())) / 2 % 180 if passing.any() else np.nan:.0f} deg, "
-                      f"axial resultant length {resultant:.2f} (0: no common direction; Rayleigh p = "
-                      f"{np.exp(-passing.sum() * resultant**2) if passing.any() else np.nan:.1g})")
+                      f"direction {np.degrees(np.angle(axial.mean())) / 2 % 180 if len(axial) else np.nan:.0f} deg, "
+                      f"axial resultant length {resultant:.2f} over {len(axial)} (0: no common direction; Rayleigh p = "
+                      f"{np.exp(-len(axial) * resultant**2) if len(axial) else np.nan:.1g})")
         k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
         surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
         units, iso = (median_angular_order(ring_angular_order(m, stack.extent, k_star)) for m in (maps[active], surrogates))
