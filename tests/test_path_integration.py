@@ -340,3 +340,11 @@ def test_halton_centre_layout_is_more_even_than_uniform():
     assert task.describe()["centre_layout"] == "halton" and torch.equal(task.place_cells.centres, halton.centres)
     with pytest.raises(ValueError, match="centre_layout"):
         PlaceCells(centre_layout="grid")
+
+
+def test_numpy_centre_layout_is_the_authors_draw():
+    """The authors' code: np.random.seed(0), then uniform x, then uniform y, in +-box/2."""
+    np.random.seed(0)
+    x, y = np.random.uniform(-1.1, 1.1, 512), np.random.uniform(-1.1, 1.1, 512)
+    centres = PlaceCells(centre_layout="numpy").centres
+    np.testing.assert_allclose(centres.numpy(), np.stack([x, y], 1), atol=1e-6)

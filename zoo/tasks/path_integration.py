@@ -43,9 +43,11 @@ _ROWS_PER_BLOCK = 256   # positions per block of PlaceCells.activation (256 x 51
 class PlaceCells:
     """Difference-of-Gaussians (or Gaussian) place cells with fixed centres.
 
-    ``centres [Np, 2]`` in m, drawn uniformly in the box from ``Generator(centre_seed)`` (the authors'
-    layout), or with ``centre_layout="halton"`` the first ``Np`` points of a scrambled Halton sequence
-    (``scipy.stats.qmc``, seeded by ``centre_seed``): as uniform on average, with fewer clumps and
+    ``centres [Np, 2]`` in m, drawn uniformly in the box from ``torch.Generator(centre_seed)``; with
+    ``centre_layout="numpy"`` drawn as the authors' code draws them (``np.random.seed(centre_seed)``,
+    then the x and the y coordinates: with seed 0, their very centres); with ``centre_layout="halton"``
+    the first ``Np`` points of a scrambled Halton sequence (``scipy.stats.qmc``, seeded by
+    ``centre_seed``): as uniform on average, with fewer clumps and
     gaps (low discrepancy), but rectilinear (its base-2 and base-3 digits stratify x and y), and
     networks trained on it form square lattices aligned with the box (README, grid section): the
     layout's structure, not only its density, pins the learned lattice.
@@ -63,12 +65,15 @@ class PlaceCells:
         self.box = (float(box_width), float(box_height))
         if centre_layout == "uniform":
             unit = torch.rand(n, 2, generator=torch.Generator().manual_seed(centre_seed), dtype=torch.float64)
+        elif centre_layout == "numpy":   # the authors' draw: np.random.seed(centre_seed), then x, then y
+            rng = np.random.RandomState(centre_seed)
+            unit = torch.from_numpy(np.stack([rng.uniform(0, 1, n), rng.uniform(0, 1, n)], axis=1))
         elif centre_layout == "halton":
             from scipy.stats import qmc
 
             unit = torch.from_numpy(qmc.Halton(d=2, scramble=True, seed=centre_seed).random(n))
         else:
-            raise ValueError(f"unknown centre_layout {centre_layout!r}; choose 'uniform' (the authors') or 'halton'")
+            raise ValueError(f"unknown centre_layout {centre_layout!r}; choose 'uniform', 'numpy' or 'halton'")
         self.centres = ((unit - 0.5) * torch.tensor(self.box, dtype=torch.float64)).float()
 
     def sq_dist(self, pos: torch.Tensor) -> torch.Tensor:
