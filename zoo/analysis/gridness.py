@@ -263,9 +263,9 @@ def grid_scores(maps, *, min_max: bool = False, inner: float = MASK_INNER, outer
     Returns ``score_60 [U]``, ``score_90 [U]`` (max over ring masks), ``mask_60 [U]``, ``mask_90 [U]``
     (index of the best mask) and ``sac [U, 2n-1, 2n-1]``. With ``ellipse``, the scores are those of
     the ellipse-corrected autocorrelograms (:func:`ellipse_corrected`; ``sac`` stays the raw one) and
-    its ``axis_ratio [U]`` and ``major_axis [U]`` are added. Units are processed in chunks of ``chunk`` (small chunks keep the
-    temporaries in cache: 4x faster than 512 here); every step inside a chunk is a batched array
-    operation.
+    its ``axis_ratio [U]`` and ``major_axis [U]`` are added. Units are processed in chunks of
+    ``chunk`` (small chunks keep the temporaries in cache: 4x faster than 512 here); every step
+    inside a chunk is a batched array operation.
     """
     maps = _as_stack(maps)
     n = maps.shape[1]

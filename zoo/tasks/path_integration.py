@@ -47,10 +47,10 @@ class PlaceCells:
     ``centre_layout="numpy"`` drawn as the authors' code draws them (``np.random.seed(centre_seed)``,
     then the x and the y coordinates: with seed 0, their very centres); with ``centre_layout="halton"``
     the first ``Np`` points of a scrambled Halton sequence (``scipy.stats.qmc``, seeded by
-    ``centre_seed``): as uniform on average, with fewer clumps and
-    gaps (low discrepancy), but rectilinear (its base-2 and base-3 digits stratify x and y), and
-    networks trained on it form square lattices aligned with the box (README, grid section): the
-    layout's structure, not only its density, pins the learned lattice.
+    ``centre_seed``): as uniform on average, with fewer clumps and gaps (low discrepancy), but
+    rectilinear (its base-2 and base-3 digits stratify x and y), and networks trained on it form
+    square lattices aligned with the box (README, grid section): the layout's structure, not only
+    its density, pins the learned lattice.
     ``activation(pos [..., 2]) -> [..., Np]`` (non-negative, sums to 1 over cells).
     """
 
