@@ -321,6 +321,7 @@ def test_gridness_analysis_ellipse_option(task):
     assert "median_axis_ratio" not in raw.summary and "axis_ratio" not in raw.arrays
     ratio = fixed.arrays["axis_ratio"]
     assert ratio.shape == (24,) and ((ratio[np.isfinite(ratio)] > 0) & (ratio[np.isfinite(ratio)] <= 1)).all()
+    assert (np.isfinite(fixed.arrays["major_axis"]) == np.isfinite(ratio)).all()
     np.testing.assert_array_equal(fixed.arrays["maps"], raw.arrays["maps"])
     assert not np.array_equal(fixed.arrays["score_60"], raw.arrays["score_60"])
 

@@ -522,7 +522,8 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
 
     With ``ellipse`` every score, the maps' and the surrogates', is that of the ellipse-corrected
     autocorrelogram (:func:`ellipse_corrected`), and ``median_axis_ratio`` (over the maps with an
-    ellipse) and ``axis_ratio [U]`` are added; spacing stays that of the raw autocorrelogram.
+    ellipse), ``axis_ratio [U]`` and ``major_axis [U]`` are added; spacing stays that of the raw
+    autocorrelogram.
 
     ``n_positions`` and ``bins`` are passed to models whose ``spatial_maps`` takes them (ratemaps).
     """
@@ -560,6 +561,6 @@ def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0
               "sac": np.asarray(scores["sac"], dtype=np.float32), "null_score_60": null, "extent": np.asarray(stack.extent, dtype=float)}
     if ellipse:
         ratio = scores["axis_ratio"]
-        arrays["axis_ratio"] = ratio
+        arrays["axis_ratio"], arrays["major_axis"] = ratio, scores["major_axis"]
         summary["median_axis_ratio"] = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else float("nan")
     return AnalysisResult(summary=summary, arrays=arrays)
