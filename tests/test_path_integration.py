@@ -349,3 +349,17 @@ def test_numpy_centre_layout_is_the_authors_draw():
     x, y = np.random.uniform(-1.1, 1.1, 512), np.random.uniform(-1.1, 1.1, 512)
     centres = PlaceCells(centre_layout="numpy").centres
     np.testing.assert_allclose(centres.numpy(), np.stack([x, y], 1), atol=1e-6)
+
+
+def test_entry_task_takes_the_place_cell_layout_from_the_card(monkeypatch):
+    """A run trained on other place cells is evaluated on them: zoo.task reads the layout from the
+    card; the shipped cards, which predate the option, keep the default layout."""
+    import zoo.registry
+
+    assert zoo.registry.task("path-integration/rnn-relu").options["centre_layout"] == "uniform"
+    entry = zoo.registry.get_entry("path-integration/rnn-relu")
+    monkeypatch.setattr(zoo.registry, "card", lambda name: {"data": {"centre_layout": "numpy", "centre_seed": 0}})
+    if entry.weights == "file" and entry.path.exists():
+        task = zoo.registry.task("path-integration/rnn-relu")
+        assert task.options["centre_layout"] == "numpy"
+        assert torch.equal(task.place_cells.centres, PlaceCells(centre_layout="numpy").centres)

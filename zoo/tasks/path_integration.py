@@ -130,6 +130,9 @@ class PathIntegration(Task):
     """The path-integration task; see the module docstring for the generative model and units."""
 
     name = "path-integration"
+    # zoo.task(NAME) takes the place cells' layout from the model's card: a network is evaluated on the
+    # place cells it was trained with (cards without them, the older ones, used the defaults)
+    card_options = ("centre_seed", "centre_layout")
 
     def __init__(self, seed: int = 0, n_place_cells: int = 512, place_cell_rf: float = 0.12,
                  surround_scale: float = 2.0, dog: bool = True, periodic: bool = False,
