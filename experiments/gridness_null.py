@@ -70,8 +70,8 @@ def main() -> None:
                       f"> 0.8 {(real[key] > 0.8).mean():.1%}, their surrogates > 0.3 {(null[key] > 0.3).mean():.1%}; null 95th "
                       f"percentile {threshold:.3f}, units above it {above:.1%} +- {se:.1%}; mean rank among their own "
                       f"surrogates {rank:.3f} +- {rank_se:.3f}")
-            if ellipse:   # the lattices that pass: their shortest and longest of the six central peak distances
-                passing = real["score_60"] > np.quantile(null["score_60"], 0.95)
+            passing = real["score_60"] > np.quantile(null["score_60"], 0.95)
+            if ellipse and passing.any():   # the lattices that pass: their shortest and longest peak distances
                 bin_size = (stack.extent[1] - stack.extent[0]) / maps.shape[-1]
                 peaks = grid_geometry(real["sac"][passing], bin_size)["peaks"]
                 dist = np.hypot(peaks[..., 0], peaks[..., 1]) * bin_size
@@ -79,13 +79,13 @@ def main() -> None:
                 stretch = real["major_axis"][passing]
                 axial = np.exp(2j * np.radians(stretch[np.isfinite(stretch)]))   # those with an ellipse
                 resultant = abs(axial.mean()) if len(axial) else np.nan
+                direction = np.degrees(np.angle(axial.mean())) / 2 % 180 if len(axial) else np.nan
+                shortest, longest = np.nanmedian(np.nanmin(dist, 1)), np.nanmedian(np.nanmax(dist, 1))
                 print(f"  median axis ratio of the units' ellipses {np.nanmedian(real['axis_ratio']):.2f}; of the "
-                      f"{passing.sum()} units above the corrected null: shortest peak distance "
-                      f"{np.nanmedian(np.nanmin(dist, 1)) if passing.any() else np.nan:.3f} m, longest "
-                      f"{np.nanmedian(np.nanmax(dist, 1)) if passing.any() else np.nan:.3f} m (medians); stretch "
-                      f"direction {np.degrees(np.angle(axial.mean())) / 2 % 180 if len(axial) else np.nan:.0f} deg, "
-                      f"axial resultant length {resultant:.2f} over {len(axial)} (0: no common direction; Rayleigh p = "
-                      f"{np.exp(-len(axial) * resultant**2) if len(axial) else np.nan:.1g})")
+                      f"{passing.sum()} units above the corrected null: shortest peak distance {shortest:.3f} m, "
+                      f"longest {longest:.3f} m (medians); stretch direction {direction:.0f} deg, axial resultant "
+                      f"length {resultant:.2f} over {len(axial)} (0: no common direction; Rayleigh p ~ "
+                      f"{np.exp(-len(axial) * resultant**2):.1g})")
         k_star = optimal_k(task.place_cells.sigma, task.place_cells.surround_scale)
         surrogates = isotropic_surrogates(maps[active], args.surrogates, args.null_seed).reshape(-1, *maps.shape[1:])
         units, iso = (median_angular_order(ring_angular_order(m, stack.extent, k_star)) for m in (maps[active], surrogates))

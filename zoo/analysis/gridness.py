@@ -303,7 +303,7 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     refined to a fraction of a bin by a parabola through it and its neighbours along each axis.
     Returns ``spacing [U]`` (median distance of the peaks from the centre, in the units of
     ``bin_size``; NaN with fewer than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the
-    smallest peak angle mod 60, counter-clockwise from +x with rows as +y, as in :func:`ratemaps`)
+    smallest peak angle mod 60, counter-clockwise from +x with rows as +y, as in :func:`ratemaps`),
     ``n_found [U]`` and ``peaks [U, n_peaks, 2]`` (each peak's ``(x, y)`` offset from the centre in
     bins, nearest first; NaN where fewer were found).
     """
@@ -362,7 +362,9 @@ def ellipse_corrected(sacs: np.ndarray) -> dict[str, np.ndarray]:
 
     Any lattice is a linear image of any other, so the correction can also raise the hexagonal score
     of a square or noisy map whose six nearest peaks happen to lie on an ellipse: compare corrected
-    scores with corrected null scores (``grid_scores(..., ellipse=True)`` on the surrogates).
+    scores with corrected null scores (``grid_scores(..., ellipse=True)`` on the surrogates). Noise
+    maps' peaks also fit ellipses, some very thin (axis ratios down to ~0.1), so read ``axis_ratio``
+    and ``major_axis`` for maps that pass that null.
     """
     sacs = np.asarray(sacs, dtype=np.float64)
     u, m, _ = sacs.shape

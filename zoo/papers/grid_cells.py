@@ -116,14 +116,16 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
         # typical units: the active units at 8 evenly spaced quantiles of score_60
         order = alive[np.argsort(s60[alive])]
         typical = order[np.linspace(0, len(order) - 1, 8).round().astype(int)] if len(order) else order
-        save(_unit_panels(net, typical, f"{name}: typical units (active units at evenly spaced score_60 quantiles)"),
-             f"grid_{tag}_typical_units.png")
+        if len(typical):
+            save(_unit_panels(net, typical, f"{name}: typical units (active units at evenly spaced score_60 quantiles)"),
+                 f"grid_{tag}_typical_units.png")
         e = net["ellipse"]   # the units that pass the ellipse-corrected null, best first (sheared lattices)
         passing = alive[e["score_60"][alive] > e["null_p95"]]
-        save(_unit_panels(net, passing[np.argsort(-e["score_60"][passing])][:8],
-                          f"{name}: the best of the {len(passing)} units above the ellipse-corrected null "
-                          "(rows: ratemap, SAC, SAC with its peaks' ellipse made a circle)", ellipse=True),
-             f"grid_{tag}_ellipse_units.png")
+        if len(passing):
+            save(_unit_panels(net, passing[np.argsort(-e["score_60"][passing])][:8],
+                              f"{name}: the best of the {len(passing)} units above the ellipse-corrected null "
+                              "(rows: ratemap, SAC, SAC with its peaks' ellipse made a circle)", ellipse=True),
+                 f"grid_{tag}_ellipse_units.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     bins = np.linspace(-1.5, 2.0, 50)

@@ -257,7 +257,7 @@ class PathIntegration(Task):
         logits = self.forward(model, batch)
         if logits.shape != target.shape:
             raise ValueError(f"model output {tuple(logits.shape)} does not match targets {tuple(target.shape)}")
-        loss = -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+        loss = -(target * torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)).sum(-1).mean()
         with torch.no_grad():
             decoded = self.place_cells.decode(logits.detach(), k=3)
             err_cm = 100.0 * (decoded - position).norm(dim=-1).mean()
