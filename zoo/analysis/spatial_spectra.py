@@ -121,7 +121,9 @@ def angular_order(power: np.ndarray, kx: np.ndarray, ky: np.ndarray, radius: flo
     isotropic power gives values of order ``1 / sqrt(number of wave vectors on the ring)``. The
     square Fourier lattice has four-fold symmetry, so ``m = 2`` and ``m = 6`` of evenly spread power
     vanish and ``m = 4`` need not. In Sorscher et al.'s pattern formation the maps pass through a
-    stripe stage before the hexagonal one. NaN for maps with no power on the ring, and for orders
+    stripe stage before the hexagonal one. A sheared lattice has only one of its three wave-vector
+    pairs on the ring and reads as bands there (``m = 2``); :func:`zoo.analysis.gridness.ellipse_corrected`
+    tells the two apart. NaN for maps with no power on the ring, and for orders
     ``m >= N / 2`` where the ring holds wave vectors in only ``N`` directions: there harmonic ``m``
     aliases ``N - m`` (the lowest shell's 8 directions, 45 degrees apart, cannot tell m = 6 from
     m = 2). Needs a square Fourier lattice (equal spacing in kx and ky: square bins of a square

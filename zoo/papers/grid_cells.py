@@ -329,7 +329,8 @@ def _order_rows(nets: dict[str, dict]) -> list[Row]:
     """Which symmetry the units' power has on the k* ring of their own place cells
     (:func:`zoo.analysis.spatial_spectra.ring_angular_order`: m = 2 bands, 4 squares, 6 hexagons),
     medians over the active units, beside their isotropic surrogates'; the stage of pattern
-    formation the network reached (the ReLU networks' bands are a stripe stage, README)."""
+    formation the network reached (the ReLU networks' m = 2 comes from bands and from sheared
+    lattices, which have one wave-vector pair on the ring; README)."""
     from zoo.analysis.spatial_spectra import median_angular_order
 
     rows = []
