@@ -276,8 +276,7 @@ def test_training_logs_the_gridness_probe(tmp_path):
 
 
 # what the shipped ReLU network misses of issue 13's targets (measured; README's grid-cell section)
-KNOWN_GRID_SHORTFALLS = {"grid_fraction_0.3", "grid_fraction_0.8", "dead_fraction", "median_grid_spacing_m",
-                         "spectrum_peak_rad_per_m"}
+KNOWN_GRID_SHORTFALLS = {"dead_fraction", "median_grid_spacing_m", "spectrum_peak_rad_per_m"}
 # the shipped tanh twin does not (yet) path-integrate under the ReLU network's recipe (README)
 KNOWN_TANH_PATH_INTEGRATES = False
 
@@ -295,7 +294,7 @@ def test_shipped_grid_networks_on_fresh_ratemaps():
         if not zoo.get_entry(name).path.exists():
             pytest.skip(f"{name} not trained yet")
         card = zoo.card(name)["metrics"]
-        fresh[name] = m = PathIntegration(seed=424242).evaluate(zoo.load(name), "test", max_batches=2)
+        fresh[name] = m = zoo.task(name, seed=424242).evaluate(zoo.load(name), "test", max_batches=2)
         assert abs(m["decoding_error_cm"] - card["decoding_error_cm"]) < 4 * math.hypot(
             m["decoding_error_cm_se"], card["decoding_error_cm_se"]) + 0.2, name
         for key in ("grid_fraction_0.3", "grid_fraction_0.8", "dead_fraction"):
@@ -352,16 +351,18 @@ def test_numpy_centre_layout_is_the_authors_draw():
 
 
 def test_entry_task_takes_the_place_cell_layout_from_the_card(monkeypatch):
-    """A run trained on other place cells is evaluated on them: zoo.task reads the layout from the
-    card; the shipped cards, which predate the option, keep the default layout."""
+    """The grid entries train on the authors' centres; a network is evaluated on the layout its card
+    records, and a card that predates the option on the task class's default ("uniform")."""
     import zoo.registry
 
-    entry = zoo.registry.get_entry("path-integration/rnn-relu")
+    name = "path-integration/rnn-relu"
+    assert zoo.registry.task(name, as_trained=False).options["centre_layout"] == "numpy"
+    entry = zoo.registry.get_entry(name)
     if not (entry.weights == "file" and entry.path.exists()):
         pytest.skip("the shipped weights are not here")
-    assert "centre_layout" not in zoo.registry.card("path-integration/rnn-relu")["data"]   # the premise
-    assert zoo.registry.task("path-integration/rnn-relu").options["centre_layout"] == "uniform"
-    monkeypatch.setattr(zoo.registry, "card", lambda name: {"data": {"centre_layout": "numpy", "centre_seed": 0}})
-    task = zoo.registry.task("path-integration/rnn-relu")
-    assert task.options["centre_layout"] == "numpy"
-    assert torch.equal(task.place_cells.centres, PlaceCells(centre_layout="numpy").centres)
+    assert zoo.registry.task(name).options["centre_layout"] == "numpy"   # the shipped card's
+    for data, layout in (({"centre_layout": "halton", "centre_seed": 0}, "halton"), ({}, "uniform")):
+        monkeypatch.setattr(zoo.registry, "card", lambda name, data=data: {"data": data})
+        task = zoo.registry.task(name)
+        assert task.options["centre_layout"] == layout
+        assert torch.equal(task.place_cells.centres, PlaceCells(centre_layout=layout).centres)

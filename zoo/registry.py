@@ -136,15 +136,19 @@ def task(name: str, as_trained: bool = True, **task_overrides: Any):
     ``as_trained``: the task as the shipped model saw it: the options its task class lists in
     ``card_options`` (e.g. the retina's stimulus normalisation) are taken from the checkpoint's card
     (``card["data"]``), so the model is evaluated on the inputs it was trained on without recomputing
-    them from the training data. Training starts from ``as_trained=False``."""
+    them from the training data; an option missing from an older card takes the task class's
+    default, which the model was trained with. Training starts from ``as_trained=False``."""
     from zoo.tasks import get_task, task_class
 
     entry = get_entry(name)
     options = dict(entry.task_kwargs)
-    recorded = getattr(task_class(entry.task), "card_options", ())
+    cls = task_class(entry.task)
+    recorded = getattr(cls, "card_options", ())
     if as_trained and recorded and entry.weights == "file" and entry.path.exists():
         data = card(name).get("data") or {}
-        options.update({k: data[k] for k in recorded if k in data})
+        # a card without one of them predates the option: its model saw the task class's default
+        defaults = inspect.signature(cls).parameters
+        options.update({k: data[k] if k in data else defaults[k].default for k in recorded})
     return get_task(entry.task, **{**options, **task_overrides})
 
 

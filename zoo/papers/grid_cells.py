@@ -176,10 +176,10 @@ def _figures(out: Path, nets: dict[str, dict], theory: dict, pf: dict) -> list[P
             for key, ls in (("grid_fraction_0.3", "-"), ("grid_fraction_0.8", ":"), ("grid_fraction_above_null", "-."),
                             ("grid_fraction_ellipse_above_null", (0, (1, 3))), ("dead_fraction", "--")):
                 if key in c:
-                    axes[0].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
+                    axes[0].plot(c["step"], c[key], linestyle=ls, marker=".", label=f"{tag}: {key}")
             for key, ls in (("median_score_60", "-"), ("angular_order_2", "--"), ("angular_order_6", ":")):
                 if key in c:   # angular order on the k* ring: bands (m = 2) come before hexagons (m = 6)
-                    axes[1].plot(c["step"], c[key], ls, marker=".", label=f"{tag}: {key}")
+                    axes[1].plot(c["step"], c[key], linestyle=ls, marker=".", label=f"{tag}: {key}")
         axes[0].set(xlabel="training step", ylabel="fraction of units", title="Emergence during training")
         axes[1].set(xlabel="training step", ylabel="median over units", title="Gridness and angular order during training")
         for ax in axes:
