@@ -177,13 +177,14 @@ _register_grid_entry = partial(register, task="path-integration", weights="file"
                 "hexagonal grid cells emerge in the hidden layer.",
     notes="Trained on the authors' task and place cells (their code's draw of the 512 centres, the entries' "
           "`centre_layout=numpy`), smaller and shorter-trained than the paper's network to fit one CPU core: 512 units "
-          "(paper 4096), 24k steps (paper 100k), Adam lr 1e-3 (paper 1e-4), products in bfloat16 (bf16-mixed); the "
-          "authors' start (PyTorch's uniform weights), weight decay 1e-4 on W_hh, batch 200 and 20-step trajectories "
-          "as theirs; training seed 1. Its units form hexagonal grid cells beyond chance and it meets issue 13's two "
-          "gridness targets, but not those on dead units (17% of units are silent), grid spacing (0.99 m against the "
-          "predicted 0.739 m) or the spectrum peak (below k*): see the README's grid-cell section, which also gives "
-          "seed 0 of the same recipe and the networks trained on the zoo's earlier place-cell centres. The card's "
-          "command remakes it; " + _PAPER_RECIPE + " runs the paper's recipe.",
+          "(paper 4096), 24k steps (paper 100k), Adam lr 1e-3 decaying smoothly to 1e-4 over the run (paper: 1e-4 "
+          "throughout), products in bfloat16 (bf16-mixed); the authors' start (PyTorch's uniform weights), weight "
+          "decay 1e-4 on W_hh, batch 200 and 20-step trajectories as theirs; training seed 1. Its units form "
+          "hexagonal grid cells beyond chance, and it meets issue 13's gridness and dead-unit targets but not the "
+          "grid spacing (0.98 m against the predicted 0.739 m) or the spectrum peak (at the lowest shell: most maps "
+          "also carry box-scale modulation): see the README's grid-cell section, which also gives the constant-rate "
+          "runs and the networks trained on the zoo's earlier place-cell centres. The card's command remakes it; "
+          + _PAPER_RECIPE + " runs the paper's recipe.",
 )
 def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activation: str = "relu",
              seed: int = 0, init: str = "pytorch") -> GridRNN:
