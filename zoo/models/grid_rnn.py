@@ -200,12 +200,13 @@ def rnn_relu(hidden_size: int = 512, n_place_cells: int | None = None, activatio
     "path-integration/rnn-tanh",
     description="tanh twin of path-integration/rnn-relu (same task, size, start and recipe): the paper's control; "
                 "without ReLU's non-negativity the theory predicts no hexagonal grids.",
-    notes="Trained with exactly the shipped ReLU network's command but tanh units (512 units, the authors' start, "
-          "Adam lr 1e-3, 24k steps). It does not path-integrate yet: at this learning rate its loss spiked at step "
-          "~950 (to 10.0; on a second data stream at step ~830), after Adam's normalised weight-decay steps had shrunk "
-          "W_hh to spectral radius ~0.01, and it then learned slowly (loss 6.235 of 6.238 at chance, decoding error "
-          "~80 cm at 24k steps against the ReLU network's 4.8 cm). So the pair does not test the paper's claim that "
-          "tanh networks path-integrate without grids; the pattern-formation theory shows that contrast (report).",
+    notes="Trained with exactly the shipped ReLU network's command but tanh units (the authors' place-cell centres, "
+          "512 units, the authors' start, Adam lr 1e-3 decaying to 1e-4 over 24k steps, bf16-mixed, seed 1). It does "
+          "not path-integrate: its loss spiked at step ~760 (to 6.47; the README's 'Why the tanh network's loss "
+          "spikes' replays such a spike step by step), and it then stayed near the loss plateau (6.235 of 6.238 "
+          "at chance; decoding error 84 cm against the ReLU network's 6.7 cm). So the pair does not test the "
+          "paper's claim that tanh networks path-integrate without grids; the pattern-formation theory shows that "
+          "contrast (report). At a constant lr 1e-3 the same network had left the plateau by 24k steps (38 cm), with gridness at chance.",
 )
 def rnn_tanh(hidden_size: int = 512, n_place_cells: int | None = None, seed: int = 0,
              init: str = "pytorch") -> GridRNN:
