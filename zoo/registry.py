@@ -146,9 +146,11 @@ def task(name: str, as_trained: bool = True, **task_overrides: Any):
     recorded = getattr(cls, "card_options", ())
     if as_trained and recorded and entry.weights == "file" and entry.path.exists():
         data = card(name).get("data") or {}
+        options.update({k: data[k] for k in recorded if k in data})
         # a card without one of them predates the option: its model saw the task class's default
-        defaults = inspect.signature(cls).parameters
-        options.update({k: data[k] if k in data else defaults[k].default for k in recorded})
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        options.update({k: defaults[k] for k in recorded if k not in data and k in defaults})
     return get_task(entry.task, **{**options, **task_overrides})
 
 
