@@ -130,19 +130,15 @@ class GridRNN(nn.Module):
             return self.hidden(batch[0], batch[1]).reshape(-1, self.hidden_size)
 
     @torch.no_grad()
-    def spatial_maps(self, task=None, n_positions: int = 200_000, bins: int = 20, seed: int = 12345,
+    def spatial_maps(self, task, n_positions: int = 200_000, bins: int = 20, seed: int = 12345,
                      batch_size: int = 500):
         """Ratemaps ``[N, bins, bins]`` of every unit (mean activity per position bin, rows = y,
-        columns = x) from ``n_positions`` positions of fresh trajectories of ``task`` (default: the
-        path-integration task with its default options). The initial state encodes the start's
-        place-cell code, so pass the task the network was trained on: ``zoo.task(NAME)``."""
+        columns = x) from ``n_positions`` positions of fresh trajectories of ``task``. The initial
+        state encodes the start's place-cell code, so ``task`` is the one the network was trained on,
+        place cells included: ``zoo.task(NAME)`` for a zoo entry."""
         from zoo.analysis.gridness import ratemaps
         from zoo.analysis.protocols import MapStack
 
-        if task is None:
-            from zoo.tasks import get_task
-
-            task = get_task("path-integration", n_place_cells=self.n_place_cells)
         if n_positions < 1 or bins < 2:
             raise ValueError(f"need n_positions >= 1 and bins >= 2, got {n_positions}, {bins}")
         g = torch.Generator().manual_seed(seed)
