@@ -342,6 +342,28 @@ def test_null_threshold_leaves_constant_maps_out(maps):
     assert np.isnan(G.null_threshold(dead, 10)[0])
 
 
+def test_map_dimension_counts_different_maps(maps):
+    """The participation ratio of the maps' correlations: 1 for one pattern under any gain and offset,
+    K for K orthogonal patterns each repeated (equal eigenvalues), the eigenvalue formula on noise;
+    constant maps and unvisited bins are left out; no active map gives NaN."""
+    one = maps["hex"][0]
+    assert G.map_dimension(np.stack([a * one + b for a, b in [(1, 0), (2, 5), (0.3, -1)]])) == pytest.approx(1.0)
+    yy, xx = np.mgrid[0:N_BINS, 0:N_BINS] * (2 * np.pi / N_BINS)
+    waves = [np.cos(xx), np.sin(xx), np.cos(2 * yy), np.sin(xx + yy)]          # mutually orthogonal
+    repeated = np.stack([w * g for w in waves for g in (1.0, 3.0)])
+    assert G.map_dimension(repeated) == pytest.approx(4.0)
+    noise = maps["noise"]
+    eig = np.linalg.eigvalsh(np.corrcoef(noise.reshape(len(noise), -1)))
+    assert G.map_dimension(noise) == pytest.approx(eig.sum() ** 2 / (eig**2).sum())
+    dead = np.zeros((3, N_BINS, N_BINS))
+    assert G.map_dimension(np.concatenate([repeated, dead])) == pytest.approx(4.0)
+    holey = repeated.copy()
+    holey[:, 0, :] = np.nan                       # unvisited bins: the correlations use the others
+    corr = np.corrcoef(repeated[:, 1:, :].reshape(len(repeated), -1))
+    assert G.map_dimension(holey) == pytest.approx(len(corr) ** 2 / (corr**2).sum())
+    assert np.isnan(G.map_dimension(dead))
+
+
 def test_null_rank_counts_ties_half_and_is_calibrated(maps):
     """The rank against a hand count; isotropic fields rank at 0.5 within their chance s.e."""
     rank, se = G.null_rank([1.0, 0.2, 5.0], [[0.0, 1.0, 2.0, 3.0], [0.1, 0.3, 0.2, 0.2], [np.nan] * 4])

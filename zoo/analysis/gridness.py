@@ -464,6 +464,30 @@ def constant_maps(maps, tol: float = 1e-6) -> np.ndarray:
     return np.where(visited, maps, -np.inf).max((1, 2)) - np.where(visited, maps, np.inf).min((1, 2)) <= tol
 
 
+def map_dimension(maps, tol: float = 1e-6) -> float:
+    """How many different maps the stack holds: the participation ratio of their correlations.
+
+    With ``C [U', U']`` the Pearson correlations between the non-constant maps (over the bins every
+    map visits) and ``lambda_i`` its eigenvalues, ``PR = (sum lambda)^2 / sum lambda^2``: ``U'`` for
+    uncorrelated maps, 1 when every map is the same pattern up to gain and offset (then a fraction of
+    "grid units" counts one pattern ``U'`` times). Computed from the Gram matrix of the standardised
+    maps, ``tr C = U'`` and ``tr C^2 = ||C||_F^2``, without an eigendecomposition. NaN with no
+    non-constant map.
+    """
+    maps = _as_stack(maps)
+    flat = maps[~constant_maps(maps, tol)].reshape(-1, maps.shape[1] * maps.shape[2])
+    flat = flat[:, np.isfinite(flat).all(0)]
+    if len(flat) == 0 or flat.shape[1] < 2:
+        return float("nan")
+    z = flat - flat.mean(1, keepdims=True)
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    z = z[norm[:, 0] > 0] / norm[norm[:, 0] > 0]
+    if len(z) == 0:
+        return float("nan")
+    corr = z @ z.T
+    return float(len(corr) ** 2 / (corr**2).sum())
+
+
 def null_threshold(maps, n_surrogates: int = 20, seed: int = 0, min_max: bool = False,
                    key: str = "score_60", ellipse: bool = False) -> tuple[float, np.ndarray]:
     """``(threshold, null [U, n_surrogates])``: ``key`` of :func:`null_scores` for every map that is not

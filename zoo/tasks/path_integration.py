@@ -287,7 +287,10 @@ class PathIntegration(Task):
         chance: 5%), the median score_60, the fraction of
         dead units (constant over the box: :func:`silent_units`), the medians over the active units of the angular
         order of their power within one shell of k* (``angular_order_2/4/6``: bands, squares, hexagons;
-        :func:`zoo.analysis.spatial_spectra.angular_order`), the median spacing of the grid units (score_60 > 0.3)
+        :func:`zoo.analysis.spatial_spectra.angular_order`), how many different maps the active units carry
+        (``map_dimension``, the participation ratio of their correlations: 1 when every unit has the same map,
+        as on the loss plateau, where the fractions above count one pattern many times;
+        :func:`zoo.analysis.gridness.map_dimension`), the median spacing of the grid units (score_60 > 0.3)
         and the peak of the maps' mean radial power spectrum (rad/m; Sorscher et al.: near k* =
         9.81 for the default place cells)."""
         metrics = super().evaluate(model, split, batch_size, max_batches)
@@ -310,7 +313,7 @@ class PathIntegration(Task):
 
     def _grid_metrics(self, model: torch.nn.Module, seed: int, n_positions: int | None = None) -> dict[str, float]:
         """Gridness, dead units, grid spacing and spectrum peak of one ratemap draw (see :meth:`evaluate`)."""
-        from zoo.analysis.gridness import grid_geometry, grid_scores, null_rank, null_threshold
+        from zoo.analysis.gridness import grid_geometry, grid_scores, map_dimension, null_rank, null_threshold
         from zoo.analysis.pattern_formation import optimal_k
         from zoo.analysis.spatial_spectra import (median_angular_order, power_spectra, radial_profile, ring_angular_order,
                                                  ring_radius)
@@ -338,6 +341,7 @@ class PathIntegration(Task):
                     float((corrected[active] > corrected_threshold).mean()) if active.any() else 0.0,
                 "median_score_60": float(np.median(s60)),
                 "dead_fraction": float(1 - active.mean()),
+                "map_dimension": map_dimension(stack),
                 "median_grid_spacing_m": float(np.nanmedian(spacing[grid])) if np.isfinite(spacing[grid]).any() else float("nan"),
                 "spectrum_peak_rad_per_m": float(ring_radius(k, np.nanmean(profile, axis=0))),
                 **{f"angular_order_{m}": float(v) for m, v in zip((2, 4, 6), order)}}
