@@ -97,8 +97,8 @@ def test_ctrl_c_is_one_line_with_the_resume_hint(capsys, tmp_path, monkeypatch):
     finally:
         Interrupt.at = 10**9
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"zoo train: interrupted; continue with `zoo train {name} --resume` "
-                   f"(from {tmp_path}/toy-regression__dropout/seed0/checkpoints/last.ckpt)"]
+    assert err == [f"zoo train: interrupted; continue by running the same `zoo train {name}` command with "
+                   f"`--resume` (from {tmp_path}/toy-regression__dropout/seed0/checkpoints/last.ckpt)"]
     import zoo.analysis.bench as bench
 
     def interrupted(*args, **kwargs):

@@ -436,10 +436,10 @@ def train(
                     ckpt_path=str(last) if resume else None)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1) after its own teardown
-            raise KeyboardInterrupt(_interrupted_message(name, seed, last)) from None
+            raise KeyboardInterrupt(_interrupted_message(name, last)) from None
         raise
     if trainer.interrupted:
-        raise KeyboardInterrupt(_interrupted_message(name, seed, last))
+        raise KeyboardInterrupt(_interrupted_message(name, last))
     if not trainer.is_global_zero:
         return None
     model = module.model.cpu().eval()
@@ -486,8 +486,8 @@ def train(
                      card=card, storage_dtype=recipe["storage_dtype"])
 
 
-def _interrupted_message(name: str, seed: int, last: Path) -> str:
-    seed_flag = f" --seed {seed}" if seed else ""
+def _interrupted_message(name: str, last: Path) -> str:
+    # the run's own flags (--runs, --max-steps, --set ...) are not repeated here: the same command resumes
     if last.exists():
-        return f"interrupted; continue with `zoo train {name}{seed_flag} --resume` (from {last})"
-    return f"interrupted before the first snapshot; nothing to resume, start again with `zoo train {name}{seed_flag}`"
+        return f"interrupted; continue by running the same `zoo train {name}` command with `--resume` (from {last})"
+    return f"interrupted before the first snapshot; nothing to resume, run the same `zoo train {name}` command again"
