@@ -27,7 +27,8 @@ import numpy as np
 import zoo
 import zoo.checkpoint
 import zoo.registry
-from zoo.analysis.gridness import constant_maps, grid_geometry, grid_scores, isotropic_surrogates, null_rank, null_scores
+from zoo.analysis.gridness import (constant_maps, grid_geometry, grid_scores, isotropic_surrogates, map_dimension, null_rank,
+                                  null_scores)
 from zoo.analysis.pattern_formation import optimal_k
 from zoo.analysis.spatial_spectra import median_angular_order, ring_angular_order
 from zoo.tasks import get_task
@@ -57,7 +58,8 @@ def main() -> None:
         stack = model.spatial_maps(task, n_positions=args.positions, seed=args.seed)
         maps = stack.maps.double().numpy()
         active = ~constant_maps(maps)
-        print(f"{spec}: {len(maps)} units, {active.sum()} active")
+        print(f"{spec}: {len(maps)} units, {active.sum()} active, carrying {map_dimension(maps):.1f} different maps "
+              "(participation ratio)")
         for ellipse in (False, True):   # raw, then ellipse-corrected autocorrelograms (units and surrogates alike)
             real = grid_scores(maps[active], ellipse=ellipse)
             null = {k: v[active] for k, v in null_scores(maps, args.surrogates, args.null_seed, ellipse=ellipse).items()}
