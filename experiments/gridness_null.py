@@ -2,7 +2,8 @@
 against a null").
 
 For each network: ratemaps of every unit from fresh trajectories (``--positions`` positions,
-trajectory seed ``--seed``), score_60 and score_90 of the active (non-constant) units, and the same
+trajectory seed ``--seed``) and how many different maps they are (:func:`zoo.analysis.gridness.map_dimension`),
+score_60 and score_90 of the active (non-constant) units, and the same
 scores of ``--surrogates`` isotropic surrogates of each (:func:`zoo.analysis.gridness.isotropic_surrogates`:
 the map's values and radially averaged spectrum, no lattice). Prints, per score and as fractions of
 the active units: the units above 0.3, the surrogates above 0.3, the surrogates' pooled 95th

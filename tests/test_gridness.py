@@ -355,12 +355,15 @@ def test_map_dimension_counts_different_maps(maps):
     noise = maps["noise"]
     eig = np.linalg.eigvalsh(np.corrcoef(noise.reshape(len(noise), -1)))
     assert G.map_dimension(noise) == pytest.approx(eig.sum() ** 2 / (eig**2).sum())
-    dead = np.zeros((3, N_BINS, N_BINS))
+    dead = np.stack([np.zeros((N_BINS, N_BINS)), np.full((N_BINS, N_BINS), 3.0) + 1e-9 * noise[0]])
     assert G.map_dimension(np.concatenate([repeated, dead])) == pytest.approx(4.0)
     holey = repeated.copy()
     holey[:, 0, :] = np.nan                       # unvisited bins: the correlations use the others
     corr = np.corrcoef(repeated[:, 1:, :].reshape(len(repeated), -1))
     assert G.map_dimension(holey) == pytest.approx(len(corr) ** 2 / (corr**2).sum())
+    shifted = np.stack([2 * one + 5, one])        # one pattern, offset: holes must not count as zeros
+    shifted[0, 3, :] = np.nan
+    assert G.map_dimension(shifted) == pytest.approx(1.0)
     assert np.isnan(G.map_dimension(dead))
 
 

@@ -468,11 +468,13 @@ def map_dimension(maps, tol: float = 1e-6) -> float:
     """How many different maps the stack holds: the participation ratio of their correlations.
 
     With ``C [U', U']`` the Pearson correlations between the non-constant maps (over the bins every
-    map visits) and ``lambda_i`` its eigenvalues, ``PR = (sum lambda)^2 / sum lambda^2``: ``U'`` for
-    uncorrelated maps, 1 when every map is the same pattern up to gain and offset (then a fraction of
-    "grid units" counts one pattern ``U'`` times). Computed from the Gram matrix of the standardised
-    maps, ``tr C = U'`` and ``tr C^2 = ||C||_F^2``, without an eigendecomposition. NaN with no
-    non-constant map.
+    map visits) and ``lambda_i`` its eigenvalues, ``PR = (sum lambda)^2 / sum lambda^2``, between 1 (every
+    map the same pattern up to gain and offset: a fraction of "grid units" then counts one pattern ``U'``
+    times) and ``U'`` (uncorrelated maps, with many more bins than maps: 512 white-noise maps of 20 x 20
+    bins give about 224, so compare stacks of the same size and bins). Non-constant means a range above
+    ``tol`` (absolute, as for dead units: :func:`constant_maps`), however small the map. Computed from the
+    Gram matrix of the standardised maps, ``tr C = U'`` and ``tr C^2 = ||C||_F^2``, without an
+    eigendecomposition. NaN with no non-constant map.
     """
     maps = _as_stack(maps)
     flat = maps[~constant_maps(maps, tol)].reshape(-1, maps.shape[1] * maps.shape[2])
