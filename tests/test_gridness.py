@@ -254,6 +254,30 @@ def test_analytic_ring_radius_and_spacing():
     assert k[np.argmax(PF.dog_spectrum(k, dog=False))] == 0.0
 
 
+@pytest.mark.parametrize("sigma,surround", [(0.12, 2.0), (0.2, 3.0)])
+def test_blurred_ring_matches_gaussian_closed_form(sigma, surround):
+    """Isotropic Gaussian displacements (variance tau^2 per axis): phi(k) = exp(-k^2 tau^2 / 2) and
+    the peak of S(k) phi(k)^2 has k^2 = 2 ln((tau^2 + s sigma^2) / (tau^2 + sigma^2)) / ((s - 1) sigma^2).
+    Tolerances: Monte-Carlo error of 100,000 draws (measured below 0.01 rad/m)."""
+    rng = np.random.default_rng(0)
+    k_star = PF.optimal_k(sigma, surround)
+    assert PF.blurred_optimal_k(np.zeros((5, 2)), sigma, surround) == pytest.approx(k_star, rel=1e-12)
+    for tau in (0.05, 0.1, 0.2):
+        d = rng.standard_normal((100_000, 2)) * tau
+        k = np.array([1.0, 5.0, 10.0])
+        np.testing.assert_allclose(PF.displacement_characteristic(k, d), np.exp(-k**2 * tau**2 / 2), atol=0.01)
+        exact = np.sqrt(2 * np.log((tau**2 + surround * sigma**2) / (tau**2 + sigma**2)) / ((surround - 1) * sigma**2))
+        assert PF.blurred_optimal_k(d, sigma, surround) == pytest.approx(exact, abs=0.03)
+        assert PF.blurred_optimal_k(d, sigma, surround) < k_star
+
+
+@pytest.mark.parametrize("bad", [np.zeros((5, 3)), np.zeros((0, 2)), np.array([[0.0, np.nan]])])
+def test_displacement_characteristic_rejects_bad_input(bad):
+    with pytest.raises(ValueError, match="displacements"):
+        PF.displacement_characteristic([1.0], bad)
+
+
+
 def test_empirical_ring_matches_k_star_within_lattice_spacing():
     from zoo.tasks.path_integration import PlaceCells
 

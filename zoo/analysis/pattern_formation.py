@@ -14,6 +14,11 @@ so ``p~(k) = exp(-sigma^2 k^2 / 2) - exp(-s sigma^2 k^2 / 2)``; setting ``d p~ /
 plane-wave wavelength ``2 pi / k*`` = 0.640 m, hexagonal grid spacing ``4 pi / (sqrt 3 k*)``
 = 0.739 m. A Gaussian code (no surround) peaks at ``k = 0``.
 
+A code that cannot yet path-integrate keeps the start position's code while the targets move on by
+a displacement ``d``: it fits the blurred tunings ``E_d p(x + d)``, of spectrum ``S(k) phi(k)^2``
+(``phi`` the displacements' characteristic function), whose ring lies below ``k*``
+(:func:`blurred_optimal_k`).
+
 Pattern-forming dynamics of a map ``g(x)`` on a periodic ``n x n`` grid (one Euler step)::
 
     g <- phi(g + dt (-g + Sigma g))     (ReLU maps then rescaled to unit RMS)
@@ -60,6 +65,44 @@ def optimal_k(sigma: float = 0.12, surround_scale: float = 2.0) -> float:
 def grid_spacing(k: float) -> float:
     """Spacing ``4 pi / (sqrt(3) k)`` of a hexagonal grid built from plane waves of wave number ``k``."""
     return 4 * math.pi / (math.sqrt(3) * k)
+
+
+def displacement_characteristic(k, displacements) -> np.ndarray:
+    """Isotropic characteristic function ``phi(k) = E_d J0(k |d|)`` of ``displacements [..., 2]`` (m).
+
+    ``J0(k |d|)`` is ``cos(k u.d)`` averaged over the directions ``u`` of a wave vector of length
+    ``k`` (rad/m), so ``phi`` is the Fourier transform of the displacement density averaged over
+    directions. Returns ``[K]`` for ``k [K]``."""
+    from scipy.special import j0
+
+    d = np.asarray(displacements, dtype=np.float64)
+    if d.ndim < 1 or d.shape[-1] != 2 or d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"displacements must be a finite non-empty [..., 2] array, got shape {d.shape}")
+    r = np.linalg.norm(d.reshape(-1, 2), axis=1)
+    k = np.atleast_1d(np.asarray(k, dtype=np.float64))
+    rows = max(1, 2**22 // r.size)                        # [rows, samples] blocks of about 32 MB
+    return np.concatenate([j0(np.outer(k[i:i + rows], r)).mean(1) for i in range(0, len(k), rows)])
+
+
+def blurred_optimal_k(displacements, sigma: float = 0.12, surround_scale: float = 2.0) -> float:
+    """Peak (rad/m) of ``S(k) phi(k)^2``: the ring a code forms when it cannot path-integrate.
+
+    A network whose state keeps the code of the start position ``x_0`` while the loss asks for the
+    place cells at ``x_t = x_0 + d`` is fitting the blurred tunings ``E_d p(x_0 + d)``, whose power
+    spectrum is ``S(k) phi(k)^2`` (``phi`` from :func:`displacement_characteristic`, ``S`` the DoG
+    spectrum of :func:`dog_spectrum`). Displacements lower the peak from ``k*`` (no displacement,
+    or perfect path integration) towards 0. For isotropic Gaussian displacements of variance
+    ``tau^2`` per axis the peak has a closed form::
+
+        k^2 = 2 ln((tau^2 + s sigma^2) / (tau^2 + sigma^2)) / ((s - 1) sigma^2)
+    """
+    k_star = optimal_k(sigma, surround_scale)
+    k = np.linspace(k_star / 100, k_star, 100)           # phi <= 1 and S rises up to k*: the peak is below k*
+    power = dog_spectrum(k, sigma, surround_scale) * displacement_characteristic(k, displacements) ** 2
+    i = int(np.argmax(power))
+    fine = np.linspace(k[max(i - 1, 0)], k[min(i + 1, len(k) - 1)], 201)
+    power = dog_spectrum(fine, sigma, surround_scale) * displacement_characteristic(fine, displacements) ** 2
+    return float(fine[np.argmax(power)])
 
 
 # ----------------------------------------------------------------------------- empirical covariance

@@ -1,0 +1,46 @@
+"""Grid spacing a path-integration network forms before it can path-integrate (README, grid section).
+
+Until a network path-integrates, its state carries the code of the start position while the loss
+asks for the place cells where the agent is now. It is then fitting place cells blurred by the
+displacement since the start, whose spectrum ``S(k) phi(k)^2`` peaks below k*
+(:func:`zoo.analysis.pattern_formation.blurred_optimal_k`). This script draws the task's own
+trajectories for the shipped task and for the variants trained in the README (time step, sequence
+length) and prints the two bounds of the spacing: k* (perfect path integration) and the blurred
+peak (none), as hexagonal grid spacings.
+
+    python experiments/grid_spacing_blur.py [--trajectories 20000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from zoo.analysis.pattern_formation import blurred_optimal_k, grid_spacing, optimal_k
+from zoo.tasks.path_integration import PathIntegration
+
+VARIANTS = [  # (dt in s, sequence length): the shipped task, then the README's runs
+    (0.02, 20), (0.01, 20), (0.005, 20), (0.01, 40),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trajectories", type=int, default=20_000, help="trajectories per variant")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trajectory draw")
+    args = parser.parse_args()
+    print(f"perfect path integration (k* = {optimal_k():.2f} rad/m): spacing {grid_spacing(optimal_k()):.3f} m")
+    print("dt (s)  steps  rms displacement (m)  blurred peak (rad/m)  spacing without path integration (m)")
+    for dt, steps in VARIANTS:
+        task = PathIntegration(seed=args.seed, dt=dt, sequence_length=steps, centre_layout="numpy")
+        position = task.trajectories(args.trajectories, torch.Generator().manual_seed(args.seed))["position"]
+        # make_batch's alignment: the start code is at position[:, 1], the targets at position[:, 2:]
+        displacement = (position[:, 2:] - position[:, 1:2]).numpy()
+        k = blurred_optimal_k(displacement, task.place_cells.sigma, task.place_cells.surround_scale)
+        rms = float((displacement**2).sum(-1).mean() ** 0.5)
+        print(f"{dt:6.3f}  {steps:5d}  {rms:20.3f}  {k:20.2f}  {grid_spacing(k):35.3f}")
+
+
+if __name__ == "__main__":
+    main()
