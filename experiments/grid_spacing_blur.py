@@ -34,9 +34,7 @@ def main() -> None:
     print("dt (s)  steps  rms displacement (m)  blurred peak (rad/m)  spacing without path integration (m)")
     for dt, steps in VARIANTS:
         task = PathIntegration(seed=args.seed, dt=dt, sequence_length=steps, centre_layout="numpy")
-        position = task.trajectories(args.trajectories, torch.Generator().manual_seed(args.seed))["position"]
-        # make_batch's alignment: the start code is at position[:, 1], the targets at position[:, 2:]
-        displacement = (position[:, 2:] - position[:, 1:2]).numpy()
+        displacement = task.start_displacements(args.trajectories, torch.Generator().manual_seed(args.seed)).numpy()
         k = blurred_optimal_k(displacement, task.place_cells.sigma, task.place_cells.surround_scale)
         rms = float((displacement**2).sum(-1).mean() ** 0.5)
         print(f"{dt:6.3f}  {steps:5d}  {rms:20.3f}  {k:20.2f}  {grid_spacing(k):35.3f}")

@@ -55,6 +55,15 @@ def test_batch_shapes_and_units(task):
     assert (turn / task.dt).std() == pytest.approx(11.52, rel=0.05)   # rad/s
 
 
+def test_start_displacements_are_the_integrated_velocities(task):
+    """The displacement of target t from the start is the sum of the velocities up to t (same draw)."""
+    v, _, _, pos = _batch(task, seed=3)
+    moved = task.start_displacements(64, torch.Generator().manual_seed(3))
+    assert moved.shape == (64, 20, 2)
+    np.testing.assert_allclose(moved.numpy(), v.double().cumsum(1).numpy(), atol=1e-5)
+    np.testing.assert_allclose((moved[:, 1:] - moved[:, :-1]).numpy(), (pos[:, 1:] - pos[:, :-1]).numpy(), atol=1e-5)
+
+
 def test_walls_turn_and_slow_the_agent(task):
     pos = torch.tensor([[1.09, 0.0], [1.09, 0.0], [0.0, 0.0]], dtype=torch.float64)
     hd = torch.tensor([0.1, math.pi, 0.0], dtype=torch.float64)   # towards the east wall, away, centre

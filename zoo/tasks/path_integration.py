@@ -208,6 +208,13 @@ class PathIntegration(Task):
         hd = torch.remainder(hd + math.pi, 2 * math.pi) - math.pi
         return {"position": pos, "heading": hd, "speed": step}
 
+    def start_displacements(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Displacement ``[B, T, 2]`` (m) of each target position from the start, whose place-cell code
+        is the initial state (:meth:`make_batch`'s alignment): what a network that does not
+        path-integrate must bridge (:func:`zoo.analysis.pattern_formation.blurred_optimal_k`)."""
+        position = self.trajectories(batch_size, generator)["position"]
+        return position[:, 2:] - position[:, 1:2]
+
     def make_batch(self, generator: torch.Generator, batch_size: int = 200) -> tuple[torch.Tensor, ...]:
         """One batch ``(velocity [B,T,2], init_code [B,Np], target_code [B,T,Np], position [B,T,2])``.
 
