@@ -277,7 +277,6 @@ def test_displacement_characteristic_rejects_bad_input(bad):
         PF.displacement_characteristic([1.0], bad)
 
 
-
 def test_empirical_ring_matches_k_star_within_lattice_spacing():
     from zoo.tasks.path_integration import PlaceCells
 

@@ -62,6 +62,11 @@ def test_start_displacements_are_the_integrated_velocities(task):
     assert moved.shape == (64, 20, 2)
     np.testing.assert_allclose(moved.numpy(), v.double().cumsum(1).numpy(), atol=1e-5)
     np.testing.assert_allclose((moved[:, 1:] - moved[:, :-1]).numpy(), (pos[:, 1:] - pos[:, :-1]).numpy(), atol=1e-5)
+    torus = PathIntegration(periodic=True, box_width=0.5, box_height=0.5)   # small: most paths wrap
+    v = torus.make_batch(torch.Generator().manual_seed(3), 64)[0].double().cumsum(1)
+    moved = torus.start_displacements(64, torch.Generator().manual_seed(3))
+    assert moved.abs().max() <= 0.25 + 1e-9 and v.abs().max() > 0.25
+    np.testing.assert_allclose(moved.numpy(), (torch.remainder(v + 0.25, 0.5) - 0.25).numpy(), atol=1e-5)
 
 
 def test_walls_turn_and_slow_the_agent(task):

@@ -372,7 +372,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
     nets = {name: _network(name, quick) for name in NETWORKS}
     task = entry_task(NAME)     # the trained networks' task: its time step and sequence length
     moved = task.start_displacements(settings["blur_trajectories"], torch.Generator().manual_seed(0)).numpy()
-    blurred_spacing = grid_spacing(blurred_optimal_k(moved, cells.sigma, cells.surround_scale))
+    blurred_spacing = grid_spacing(blurred_optimal_k(moved, task.place_cells.sigma, task.place_cells.surround_scale))
 
     dk = spec["k"][1] - spec["k"][0]
     rows = [
@@ -385,7 +385,7 @@ def grid_cells(out_dir: Path, quick: bool) -> Section:
             verdict(grid_spacing(k_star), 0.739, 0.001)),
         Row("grid spacing of a code that does not path-integrate (m)", round(blurred_spacing, 3), "not in the paper",
             f"peak of S(k) phi(k)^2: place cells blurred by the displacement from the start "
-            f"({task.sequence_length} steps of {task.dt} s; README, 'Where the extra spacing comes from')"),
+            f"({task.sequence_length} steps of {task.dt} s; README, 'Why the lattices form too large')"),
         Row("pattern formation: median score_60, ReLU", round(pf["relu_median_score_60"], 3), "~0.76",
             f"{len(pf['relu_maps'])} maps, {settings['pf_n']}^2 grid, {settings['pf_steps']} steps; "
             f"{pf['relu_fraction_0.3']:.0%} > 0.3 (paper's check: 94%); target >= 0.6",

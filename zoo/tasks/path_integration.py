@@ -211,9 +211,14 @@ class PathIntegration(Task):
     def start_displacements(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Displacement ``[B, T, 2]`` (m) of each target position from the start, whose place-cell code
         is the initial state (:meth:`make_batch`'s alignment): what a network that does not
-        path-integrate must bridge (:func:`zoo.analysis.pattern_formation.blurred_optimal_k`)."""
+        path-integrate must bridge (:func:`zoo.analysis.pattern_formation.blurred_optimal_k`). On a
+        torus each displacement is the shortest one between the wrapped positions."""
         position = self.trajectories(batch_size, generator)["position"]
-        return position[:, 2:] - position[:, 1:2]
+        moved = position[:, 2:] - position[:, 1:2]
+        if self.periodic:
+            box = torch.tensor([self.box_width, self.box_height], dtype=moved.dtype)
+            moved = torch.remainder(moved + box / 2, box) - box / 2
+        return moved
 
     def make_batch(self, generator: torch.Generator, batch_size: int = 200) -> tuple[torch.Tensor, ...]:
         """One batch ``(velocity [B,T,2], init_code [B,Np], target_code [B,T,Np], position [B,T,2])``.
