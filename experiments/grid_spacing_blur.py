@@ -23,7 +23,7 @@ from zoo.analysis.pattern_formation import blurred_optimal_k, grid_positions, gr
 from zoo.tasks.path_integration import PathIntegration
 
 VARIANTS = [  # (dt in s, sequence length): the shipped task, then the README's runs
-    (0.02, 20), (0.01, 20), (0.005, 20), (0.01, 40),
+    (0.02, 20), (0.01, 20), (0.005, 20), (0.02, 10), (0.02, 5), (0.01, 40),
 ]
 
 
