@@ -81,7 +81,7 @@ def test_ddp_generated_and_bucketed_tasks(tmp_path, name, overrides, steps):
 def test_every_sampler_gives_disjoint_reproducible_shards(monkeypatch, world):
     lengths = torch.randint(1, 50, (103,)).numpy()
     samplers = {"epoch-shuffle": lambda: base.EpochShuffle(103, seed=5),
-                "offset": lambda: base.GeneratedBatches(lambda g: None, 103, seed=5).sampler,
+                "offset": lambda: base.GeneratedBatches(lambda g, _: None, 103, seed=5).sampler,
                 "buckets": lambda: BucketBatches(lengths, 8, seed=5, shuffle=True)}
     for kind, make in samplers.items():
         single = [tuple(x) if isinstance(x, list) else x for x in make()]

@@ -381,3 +381,26 @@ def test_entry_task_takes_the_place_cell_layout_from_the_card(monkeypatch):
         task = zoo.registry.task(name)
         assert task.options["centre_layout"] == layout
         assert torch.equal(task.place_cells.centres, PlaceCells(centre_layout=layout).centres)
+
+
+def test_sequence_length_curriculum_counts_batches_across_epochs():
+    """The first warmup_batches training batches are short; evaluation always uses the task's length."""
+    t = PathIntegration(sequence_length=20, warmup_sequence_length=5, warmup_batches=4, batches_per_epoch=3,
+                        eval_batches=2)
+    train = t.dataloader("train", 8)
+    lengths = []
+    for epoch in range(2):
+        train.sampler.set_epoch(epoch)
+        lengths += [batch[0].shape[1] for batch in train]
+    assert lengths == [5, 5, 5, 5, 20, 20]
+    assert [b[2].shape[1] for b in t.dataloader("val", 8)] == [20, 20]
+    # the same draw as an uncurriculated task of that length: only the length changes
+    short = PathIntegration(sequence_length=5, batches_per_epoch=3).dataloader("train", 8)
+    assert torch.equal(next(iter(short))[0], next(iter(t.dataloader("train", 8)))[0])
+    assert t.describe()["warmup_batches"] == 4
+
+
+@pytest.mark.parametrize("bad", [dict(warmup_batches=-1), dict(warmup_batches=10, warmup_sequence_length=0)])
+def test_curriculum_rejects_bad_options(bad):
+    with pytest.raises(ValueError, match="curriculum"):
+        PathIntegration(**bad)

@@ -159,9 +159,10 @@ class EpochShuffle(ResumableOrder, Sampler[int]):
 class GeneratedBatches(Dataset):
     """Batches generated on the fly, batch ``i`` of epoch ``e`` from ``Generator(seed, e, i)``.
 
-    For tasks whose data is sampled afresh every step (trajectories, stimuli). Use with
-    ``DataLoader(ds, batch_size=None, sampler=EpochShuffle(len(ds), seed, shuffle=False))``
-    via :meth:`loader`; ``make_batch(generator)`` returns one whole batch.
+    For tasks whose data is sampled afresh every step (trajectories, stimuli). Use via
+    :meth:`loader`; ``make_batch(generator, index)`` returns one whole batch, where ``index`` is
+    the batch's number in the whole stream (``epoch * batches_per_epoch + i``: the training step
+    on one device), for tasks whose batches follow a schedule (a curriculum).
     """
 
     def __init__(self, make_batch, batches_per_epoch: int, seed: int):
@@ -173,7 +174,7 @@ class GeneratedBatches(Dataset):
 
     def __getitem__(self, index: int):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        return self.make_batch(g)
+        return self.make_batch(g, index)
 
     def loader(self) -> DataLoader:
         return DataLoader(self, batch_size=None, sampler=self.sampler)

@@ -62,7 +62,7 @@ class FlipFlop(Task):
             raise ValueError(f"unknown split {split!r}; choose train, val or test")
         n = self.batches_per_epoch if split == "train" else self.eval_batches
         seed = self.seed * 10 + _SPLIT_OFFSET[split] + (0 if split == "train" else 1_000_000)
-        batches = GeneratedBatches(lambda g: self.make_trials(batch_size, g), n, seed)
+        batches = GeneratedBatches(lambda g, _: self.make_trials(batch_size, g), n, seed)
         if split != "train":  # evaluation splits: the same batches every time
             return DataLoader(batches, batch_size=None, shuffle=False)
         return batches.loader()

@@ -76,7 +76,7 @@ class LinearInference(Task):
         if split not in _SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(_SPLITS)}")
         seed = self.seed * 3 + _SPLITS[split]
-        return GeneratedBatches(lambda g: self.sample(batch_size, g), self.batches_per_epoch, seed).loader()
+        return GeneratedBatches(lambda g, _: self.sample(batch_size, g), self.batches_per_epoch, seed).loader()
 
     def example_batch(self, batch_size: int = 4, model: torch.nn.Module | None = None):
         return self.problems(batch_size, 0, "val")

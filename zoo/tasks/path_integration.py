@@ -138,14 +138,20 @@ class PathIntegration(Task):
                  surround_scale: float = 2.0, dog: bool = True, periodic: bool = False,
                  box_width: float = 2.2, box_height: float = 2.2, sequence_length: int = 20,
                  dt: float = 0.02, centre_seed: int = 0, centre_layout: str = "uniform", batches_per_epoch: int = 1000,
-                 eval_batches: int = 10, ratemap_positions: int = 200_000, ratemap_bins: int = 20):
+                 eval_batches: int = 10, ratemap_positions: int = 200_000, ratemap_bins: int = 20,
+                 warmup_sequence_length: int = 0, warmup_batches: int = 0):
         super().__init__(seed)
         if sequence_length < 1 or dt <= 0 or box_width <= 0 or box_height <= 0:
             raise ValueError("sequence_length, dt and the box size must be positive")
+        if warmup_batches < 0 or (warmup_batches > 0 and warmup_sequence_length < 1):
+            raise ValueError("a curriculum needs warmup_batches >= 0 and, when it is > 0, warmup_sequence_length >= 1; "
+                             f"got warmup_batches={warmup_batches}, warmup_sequence_length={warmup_sequence_length}")
         self.place_cells = PlaceCells(n_place_cells, place_cell_rf, surround_scale, dog, periodic,
                                       box_width, box_height, centre_seed, centre_layout)
         self.box_width, self.box_height = float(box_width), float(box_height)
         self.periodic, self.sequence_length, self.dt = periodic, int(sequence_length), float(dt)
+        # curriculum: the first `warmup_batches` training batches have `warmup_sequence_length` steps
+        self.warmup_sequence_length, self.warmup_batches = int(warmup_sequence_length), int(warmup_batches)
         self.batches_per_epoch, self.eval_batches = int(batches_per_epoch), int(eval_batches)
         self.ratemap_positions, self.ratemap_bins = int(ratemap_positions), int(ratemap_bins)
         self.turn_sigma = 11.52          # rad/s, sd of the rotational velocity
@@ -154,7 +160,8 @@ class PathIntegration(Task):
         self.options = dict(n_place_cells=n_place_cells, place_cell_rf=place_cell_rf,
                             surround_scale=surround_scale, dog=dog, periodic=periodic, box_width=box_width,
                             box_height=box_height, sequence_length=sequence_length, dt=dt, centre_seed=centre_seed,
-                            centre_layout=centre_layout)
+                            centre_layout=centre_layout, warmup_sequence_length=warmup_sequence_length,
+                            warmup_batches=warmup_batches)
 
     # -- trajectories ------------------------------------------------------------------------
     @property
@@ -173,12 +180,14 @@ class PathIntegration(Task):
         turn = torch.where(near, torch.sign(a) * (math.pi / 2 - a.abs()), torch.zeros_like(a))
         return near, turn
 
-    def trajectories(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def trajectories(self, batch_size: int, generator: torch.Generator,
+                     sequence_length: int | None = None) -> dict[str, torch.Tensor]:
         """Raw trajectories: ``position [B, T+2, 2]`` (m), ``heading [B, T+2]`` (rad),
-        ``speed [B, T+1]`` (m per step), all float64, from ``generator`` only."""
+        ``speed [B, T+1]`` (m per step), all float64, from ``generator`` only; ``T`` is
+        ``sequence_length`` (default: the task's)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        B, T, dt = batch_size, self.sequence_length, self.dt
+        B, T, dt = batch_size, self.sequence_length if sequence_length is None else int(sequence_length), self.dt
         f64 = torch.float64
         pos = torch.zeros(B, T + 2, 2, dtype=f64)
         hd = torch.zeros(B, T + 2, dtype=f64)
@@ -220,12 +229,13 @@ class PathIntegration(Task):
             moved = torch.remainder(moved + box / 2, box) - box / 2
         return moved
 
-    def make_batch(self, generator: torch.Generator, batch_size: int = 200) -> tuple[torch.Tensor, ...]:
+    def make_batch(self, generator: torch.Generator, batch_size: int = 200,
+                   sequence_length: int | None = None) -> tuple[torch.Tensor, ...]:
         """One batch ``(velocity [B,T,2], init_code [B,Np], target_code [B,T,Np], position [B,T,2])``.
 
         As in the authors' code: the velocity of step t moves the agent from ``position[t-1]``
         to ``position[t]`` (``init`` is the position before the first step)."""
-        traj = self.trajectories(batch_size, generator)
+        traj = self.trajectories(batch_size, generator, sequence_length)
         speed, hd, pos = traj["speed"][:, 1:], traj["heading"][:, 1:-1], traj["position"]
         velocity = torch.stack([speed * torch.cos(hd), speed * torch.sin(hd)], dim=-1).float()
         target_pos = pos[:, 2:].float()
@@ -238,7 +248,15 @@ class PathIntegration(Task):
             raise ValueError(f"unknown split {split!r}; use train, val or test")
         n = self.batches_per_epoch if split == "train" else self.eval_batches
         seed = self.seed + _SPLIT_OFFSET[split]
-        return GeneratedBatches(lambda g: self.make_batch(g, batch_size), n, seed).loader()
+        if split != "train":  # evaluation: always the task's own sequence length
+            return GeneratedBatches(lambda g, _: self.make_batch(g, batch_size), n, seed).loader()
+        return GeneratedBatches(lambda g, index: self.make_batch(g, batch_size, self.training_sequence_length(index)),
+                                n, seed).loader()
+
+    def training_sequence_length(self, batch_index: int) -> int:
+        """Steps per trajectory of training batch ``batch_index`` (0-based, counted over epochs):
+        ``warmup_sequence_length`` for the first ``warmup_batches`` batches, then ``sequence_length``."""
+        return self.warmup_sequence_length if batch_index < self.warmup_batches else self.sequence_length
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.name, "source": "generated trajectories (Sorscher et al. 2019 generator)",
