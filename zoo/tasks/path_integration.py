@@ -20,6 +20,9 @@ every model shares them), tuning width ``sigma`` (m), surround VARIANCE ratio ``
     then shifted by |min_j p_j| and renormalised to sum 1 (a distribution over cells).
 
 ``dog=False`` gives plain Gaussian (softmax) place cells; ``periodic=True`` a torus.
+A curriculum: ``warmup_sequence_length=5, warmup_batches=4000`` trains on 5-step trajectories for
+the first 4,000 batches and on ``sequence_length`` steps after; evaluation always uses
+``sequence_length``.
 
 Batch (batch first): ``(velocity [B, T, 2] m/step, init_code [B, Np], target_code [B, T, Np],
 position [B, T, 2] m)``. Loss: softmax cross-entropy ``-sum_j p_j log softmax(logits)_j``,
