@@ -251,14 +251,14 @@ class PathIntegration(Task):
             raise ValueError(f"unknown split {split!r}; use train, val or test")
         n = self.batches_per_epoch if split == "train" else self.eval_batches
         seed = self.seed + _SPLIT_OFFSET[split]
-        if split != "train":  # evaluation: always the task's own sequence length
-            return GeneratedBatches(lambda g, _: self.make_batch(g, batch_size), n, seed).loader()
-        return GeneratedBatches(lambda g, index: self.make_batch(g, batch_size, self.training_sequence_length(index)),
-                                n, seed).loader()
+        # evaluation always uses the task's own sequence length (None); training follows the curriculum
+        length = self.training_sequence_length if split == "train" else (lambda _: None)
+        return GeneratedBatches(lambda g, index: self.make_batch(g, batch_size, length(index)), n, seed).loader()
 
     def training_sequence_length(self, batch_index: int) -> int:
-        """Steps per trajectory of training batch ``batch_index`` (0-based, counted over epochs):
-        ``warmup_sequence_length`` for the first ``warmup_batches`` batches, then ``sequence_length``."""
+        """Steps per trajectory of training batch ``batch_index`` (0-based, counted over epochs and, under
+        DDP, over all ranks' batches together): ``warmup_sequence_length`` for the first
+        ``warmup_batches`` batches, then ``sequence_length``."""
         return self.warmup_sequence_length if batch_index < self.warmup_batches else self.sequence_length
 
     def describe(self) -> dict[str, Any]:
