@@ -1,6 +1,7 @@
 """The Lightning harness: training writes only its run folder, export promotes it, resumes are exact."""
 
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -179,6 +180,23 @@ def test_bf16_mixed_precision_runs_autocast_and_is_in_the_remake_command(tmp_pat
     assert True in autocast
     card = ckpt.load(path)[2]
     assert "--precision bf16-mixed" in card["command"] and card["training"]["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_bf16_on_a_cpu_without_bfloat16_instructions_warns(monkeypatch):
+    """bf16 autocast on a CPU with no AVX512-BF16/AMX is emulated (17-38x slower than float32 on an
+    AVX2 CPU): asking for it there warns, before any training; float32, or a CPU that has the
+    instructions, does not."""
+    from zoo import training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without bfloat16 instructions.*--precision 32"):
+        training._check_trainer_kwargs({"precision": "bf16-mixed"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        training._check_trainer_kwargs({"precision": "32"})
+        monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: True)
+        training._check_trainer_kwargs({"precision": "bf16-mixed", "accelerator": "cpu"})
 
 
 def test_task_options_reach_the_task_and_the_card(tmp_path):
