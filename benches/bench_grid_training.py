@@ -10,8 +10,9 @@ Both take one Adam step on the same batch (200 trajectories x 20 steps, 512 plac
 
 The zoo's step is also timed under bfloat16 autocast, as ``zoo train --precision bf16-mixed`` runs
 it (float32 weights and Adam; matrix products in bfloat16, which CPUs with AMX run several times
-faster and CPUs without bfloat16 instructions, AVX2 only, emulate many times slower). Batch generation is excluded (the same pre-made batches feed all three). Prints steps per
-second at each size and the ratios zoo / authors and bf16-mixed / float32.
+faster and CPUs without bfloat16 instructions, AVX2 only, emulate many times slower). Batch
+generation is excluded (the same pre-made batches feed all three). Prints steps per second at
+each size and the ratios zoo / authors and bf16-mixed / float32.
 
 Batch generation is timed on its own: a training batch's place-cell code (200 x 20 positions x 512
 cells), ``PlaceCells.activation`` (blocks of rows) against one pass over the whole batch, the same
