@@ -300,7 +300,12 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     """Spacing and orientation of each SAC ``[U, m, m]`` from its ``n_peaks`` nearest local maxima.
 
     A peak is a positive 3 x 3 local maximum at least 2 bins from the centre; its position is
-    refined to a fraction of a bin by a parabola through it and its neighbours along each axis.
+    refined to a fraction of a bin by a parabola through it and its neighbours along each axis, and
+    the peaks are ranked by their refined distance from the centre (a sheared lattice's fourth-nearest
+    peak pair can share its bin distance with a farther pair). Equally near peaks (to 1e-6 bins: a
+    square lattice's four diagonals) are ranked by their axis's angle in [0, 180) degrees, so a peak is
+    taken with its mirror image and the choice does not rest on how the sort orders ties (numpy's
+    argsort dispatches to SIMD code chosen by the CPU, and CI's CPU ordered them differently).
     Returns ``spacing [U]`` (median distance of the peaks from the centre, in the units of
     ``bin_size``; NaN with fewer than 3 peaks), ``orientation [U]`` (degrees in [0, 60): the
     smallest peak angle mod 60, counter-clockwise from +x with rows as +y, as in :func:`ratemaps`),
@@ -313,27 +318,23 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     pooled = torch.nn.functional.max_pool2d(t, 3, stride=1, padding=1)[:, 0].numpy()
     c = (m - 1) / 2
     yy, xx = np.mgrid[0:m, 0:m] - c
-    dist = np.hypot(xx, yy)
-    is_peak = (sacs >= pooled) & (sacs > 0) & (dist[None] >= 2)
-    d = np.where(is_peak, dist[None], np.inf).reshape(u, -1)
-    k = min(n_peaks, d.shape[1])
-    order = np.argsort(d, axis=1)[:, :k]                                    # [U, k] flat pixel indices
-    found = np.isfinite(np.take_along_axis(d, order, axis=1))
-    n_found = found.sum(1)
-    row, col = order // m, order % m
-    units = np.arange(u)[:, None]
+    is_peak = (sacs >= pooled) & (sacs > 0) & (np.hypot(xx, yy)[None] >= 2)
 
     def refine(v0, v1, v2):  # vertex of the parabola through (-1, v0), (0, v1), (1, v2)
         denom = v0 - 2 * v1 + v2
         ok = denom < 0
         return np.where(ok, 0.5 * (v0 - v2) / np.where(ok, denom, -1.0), 0.0).clip(-0.5, 0.5)
 
-    rm, rp = np.clip(row - 1, 0, m - 1), np.clip(row + 1, 0, m - 1)
-    cm, cp = np.clip(col - 1, 0, m - 1), np.clip(col + 1, 0, m - 1)
-    centre = sacs[units, row, col]
-    dy = refine(sacs[units, rm, col], centre, sacs[units, rp, col]) * (rm < row) * (rp > row)
-    dx = refine(sacs[units, row, cm], centre, sacs[units, row, cp]) * (cm < col) * (cp > col)
-    py, px = row - c + dy, col - c + dx
+    px, py = np.broadcast_to(xx, sacs.shape).copy(), np.broadcast_to(yy, sacs.shape).copy()  # [U, m, m]
+    py[:, 1:-1] += refine(sacs[:, :-2], sacs[:, 1:-1], sacs[:, 2:])               # not on the border
+    px[:, :, 1:-1] += refine(sacs[:, :, :-2], sacs[:, :, 1:-1], sacs[:, :, 2:])
+    axis_angle = np.round(np.degrees(np.arctan2(py, px)) % 180.0, 6) % 180.0
+    rank = np.where(is_peak, np.round(np.hypot(px, py), 6) + 1e-9 * axis_angle / 180.0, np.inf).reshape(u, -1)
+    k = min(n_peaks, rank.shape[1])
+    order = np.argsort(rank, axis=1, kind="stable")[:, :k]                   # [U, k] flat bin indices
+    found = np.isfinite(np.take_along_axis(rank, order, axis=1))
+    n_found = found.sum(1)
+    px, py = np.take_along_axis(px.reshape(u, -1), order, 1), np.take_along_axis(py.reshape(u, -1), order, 1)
     dist_peaks = np.where(found, np.hypot(px, py), np.nan)
     spacing = np.nanmedian(np.where(n_found[:, None] > 0, dist_peaks, 0.0), axis=1) if k else np.full(u, np.nan)
     angles = np.degrees(np.arctan2(py, px)) % 60.0
@@ -537,7 +538,7 @@ def null_rank(scores, null) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- the analysis
 
 
-@register_analysis("gridness", protocol=SpatialMaps, version="4", quick_params={"n_positions": 20_000})
+@register_analysis("gridness", protocol=SpatialMaps, version="5", quick_params={"n_positions": 20_000})
 def gridness(model, task, *, min_max: bool = False, threshold_lenient: float = 0.3,
              threshold_strict: float = 0.8, n_positions: int = 200_000, bins: int = 20,
              n_surrogates: int = 20, null_seed: int = 0, ellipse: bool = False) -> AnalysisResult:
