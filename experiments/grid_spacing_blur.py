@@ -1,4 +1,4 @@
-"""Grid spacing a path-integration network forms before it can path-integrate (README, grid section).
+"""Grid spacing a path-integration network forms before it can path-integrate (docs/grid-cells.md).
 
 Until a network path-integrates, its state carries the code of the start position while the loss
 asks for the place cells where the agent is now. It is then fitting place cells blurred by the

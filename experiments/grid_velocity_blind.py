@@ -6,7 +6,7 @@ a ring at 6.56 rad/m, fields 1.11 m apart, for the authors' task). This trains o
 the shipped network's recipe (512 ReLU units, the authors' start and place-cell centres, Adam lr 1e-3
 decaying smoothly to 1e-4 over 24,000 steps, weight decay 1e-4 on W_hh, batch 200, bfloat16 products)
 and prints the training probes (``PathIntegration.probe``: 50,000 positions, seed 999) every 1,000
-steps. README, grid section, "Why the lattices form too large". About 4 steps/s on one core.
+steps. docs/grid-cells.md, "Why the lattices form too large". About 4 steps/s on one core.
 
     python experiments/grid_velocity_blind.py [--steps 10000] [--seed 1]
 """

@@ -52,7 +52,7 @@ class PlaceCells:
     the first ``Np`` points of a scrambled Halton sequence (``scipy.stats.qmc``, seeded by
     ``centre_seed``): as uniform on average, with fewer clumps and gaps (low discrepancy), but
     rectilinear (its base-2 and base-3 digits stratify x and y), and networks trained on it form
-    square lattices aligned with the box (README, grid section): the layout's structure, not only
+    square lattices aligned with the box (docs/grid-cells.md): the layout's structure, not only
     its density, pins the learned lattice.
     ``activation(pos [..., 2]) -> [..., Np]`` (non-negative, sums to 1 over cells).
     """
