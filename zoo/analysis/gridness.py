@@ -301,7 +301,7 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
 
     A peak is a positive 3 x 3 local maximum at least 2 bins from the centre; its position is
     refined to a fraction of a bin by a parabola through it and its neighbours along each axis, and
-    the peaks are ranked by their refined distance from the centre (a sheared lattice's fourth-nearest
+    the peaks are ranked by their refined distance from the centre (a sheared lattice's third-nearest
     peak pair can share its bin distance with a farther pair). Equally near peaks (to 1e-6 bins: a
     square lattice's four diagonals) are ranked by their axis's angle in [0, 180) degrees, so a peak is
     taken with its mirror image and the choice does not rest on how the sort orders ties (numpy's
@@ -328,11 +328,11 @@ def grid_geometry(sacs: np.ndarray, bin_size: float = 1.0, n_peaks: int = 6) -> 
     px, py = np.broadcast_to(xx, sacs.shape).copy(), np.broadcast_to(yy, sacs.shape).copy()  # [U, m, m]
     py[:, 1:-1] += refine(sacs[:, :-2], sacs[:, 1:-1], sacs[:, 2:])               # not on the border
     px[:, :, 1:-1] += refine(sacs[:, :, :-2], sacs[:, :, 1:-1], sacs[:, :, 2:])
-    axis_angle = np.round(np.degrees(np.arctan2(py, px)) % 180.0, 6) % 180.0
-    rank = np.where(is_peak, np.round(np.hypot(px, py), 6) + 1e-9 * axis_angle / 180.0, np.inf).reshape(u, -1)
-    k = min(n_peaks, rank.shape[1])
-    order = np.argsort(rank, axis=1, kind="stable")[:, :k]                   # [U, k] flat bin indices
-    found = np.isfinite(np.take_along_axis(rank, order, axis=1))
+    distance = np.where(is_peak, np.round(np.hypot(px, py), 6), np.inf).reshape(u, -1)
+    axis_angle = (np.round(np.degrees(np.arctan2(py, px)) % 180.0, 6) % 180.0).reshape(u, -1)
+    k = min(n_peaks, distance.shape[1])
+    order = np.lexsort((axis_angle, distance), axis=-1)[:, :k]              # [U, k] flat bin indices
+    found = np.isfinite(np.take_along_axis(distance, order, axis=1))
     n_found = found.sum(1)
     px, py = np.take_along_axis(px.reshape(u, -1), order, 1), np.take_along_axis(py.reshape(u, -1), order, 1)
     dist_peaks = np.where(found, np.hypot(px, py), np.nan)
